@@ -1,0 +1,231 @@
+"""One run's whole configuration: a tree of dataclasses that round-trips through YAML.
+
+`config.yaml` in a run folder is the single source of truth for the worker
+(`python -m studio.train RUN_DIR`): the UI writes it, the worker reads it, and a person can
+edit it and rerun by hand. Secrets (the Hub token) never live here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL = "assets/tiny-qwen3"
+BUNDLED_DATA = "assets/sample_data/sample_chat.jsonl"
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+DTYPES = ["auto", "bfloat16", "float16", "float32"]
+GRADIENT_CHECKPOINTING = ["unsloth", "true", "false"]
+OPTIMIZERS = ["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd", "adafactor"]
+SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"]
+BIASES = ["none", "all", "lora_only"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = BUNDLED_MODEL  # Hub id, local folder, or the bundled tiny model
+    max_seq_length: int = 512
+    dtype: str = "auto"  # "auto" lets Unsloth pick bf16/fp16 on GPU, fp32 on CPU
+    load_in_4bit: bool = False
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    bias: str = "none"
+    use_gradient_checkpointing: str = "false"
+    random_state: int = 3407
+
+
+@dataclass
+class DataConfig:
+    source: str = "bundled"  # bundled | hub | file
+    path: str = BUNDLED_DATA  # Hub id for "hub", a file path otherwise
+    split: str = "train"
+    max_rows: int = 0  # 0 = all rows
+    template: str = "qwen-3"
+    train_on_responses_only: bool = True
+
+
+@dataclass
+class TrainConfig:
+    max_length: int = 512
+    packing: bool = False
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    warmup_steps: int = 5
+    max_steps: int = 60  # > 0 wins over num_train_epochs, as in transformers
+    num_train_epochs: float = 1.0
+    learning_rate: float = 3e-3
+    logging_steps: int = 1
+    optim: str = "adamw_torch"
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    seed: int = 3407
+    save_steps: int = 0  # checkpoint every N steps; 0 = only at the end or on Stop
+    save_total_limit: int = 2
+
+
+@dataclass
+class RunConfig:
+    run_name: str = "tiny-qwen3-sample"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        data = dict(data or {})
+        sections = {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig}
+        kwargs = {}
+        for key, value in data.items():
+            if key in sections:
+                kwargs[key] = _section(sections[key], value or {}, key)
+            elif key == "run_name":
+                kwargs[key] = str(value)
+            else:
+                raise ValueError(f"config: unknown key '{key}'")
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunConfig":
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
+
+
+def _section(kind, values: dict, where: str):
+    known = {f.name: f for f in fields(kind)}
+    out = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"config: unknown key '{where}.{key}'")
+        default = getattr(kind(), key)
+        out[key] = _coerce(value, default, f"{where}.{key}")
+    return kind(**out)
+
+
+def _coerce(value, default, where):
+    """YAML hands back what the user typed; bring it to the field's type (1e-3 may arrive as str)."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, list):
+            return [str(v) for v in value]
+        return str(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config: '{where}' must be a {type(default).__name__}, got {value!r}") from None
+
+
+def resolve_path(path: str) -> Path:
+    """Relative paths (the bundled assets) are relative to the repo, not to the caller's cwd."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def validate(cfg: RunConfig, context_length: int | None = None) -> list[tuple[str, str]]:
+    """Form checks done before anything starts. Returns (field, message-key) pairs; empty = ok.
+
+    The message keys are looked up in studio.ui.i18n so the UI can say them in either language.
+    """
+    errors: list[tuple[str, str]] = []
+    t, lo, m = cfg.train, cfg.lora, cfg.model
+
+    def bad(name, key):
+        errors.append((name, key))
+
+    if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
+        bad("learning_rate", "err_lr")
+    if t.learning_rate > 1:
+        bad("learning_rate", "err_lr_big")
+    if lo.r <= 0:
+        bad("r", "err_r")
+    if lo.lora_alpha <= 0:
+        bad("lora_alpha", "err_alpha")
+    if not 0 <= lo.lora_dropout < 1:
+        bad("lora_dropout", "err_dropout")
+    if not lo.target_modules:
+        bad("target_modules", "err_targets")
+    if lo.bias not in BIASES:
+        bad("bias", "err_choice")
+    if lo.use_gradient_checkpointing not in GRADIENT_CHECKPOINTING:
+        bad("use_gradient_checkpointing", "err_choice")
+    if t.per_device_train_batch_size <= 0:
+        bad("per_device_train_batch_size", "err_batch")
+    if t.gradient_accumulation_steps <= 0:
+        bad("gradient_accumulation_steps", "err_accum")
+    if t.max_steps <= 0 and t.num_train_epochs <= 0:
+        bad("max_steps", "err_steps")
+    if t.max_steps < 0:
+        bad("max_steps", "err_steps")
+    if t.warmup_steps < 0:
+        bad("warmup_steps", "err_warmup")
+    if t.logging_steps <= 0:
+        bad("logging_steps", "err_logging")
+    if t.weight_decay < 0:
+        bad("weight_decay", "err_wd")
+    if t.save_steps < 0 or t.save_total_limit < 1:
+        bad("save_steps", "err_save")
+    if t.max_length <= 0 or m.max_seq_length <= 0:
+        bad("max_length", "err_max_length")
+    if t.max_length > m.max_seq_length:
+        bad("max_length", "err_max_length_model")
+    if context_length and m.max_seq_length > context_length:
+        bad("max_seq_length", "err_context")
+    if t.optim not in OPTIMIZERS:
+        bad("optim", "err_choice")
+    if t.lr_scheduler_type not in SCHEDULERS:
+        bad("lr_scheduler_type", "err_choice")
+    if m.dtype not in DTYPES:
+        bad("dtype", "err_choice")
+    if not m.name.strip():
+        bad("model", "err_model")
+    if cfg.data.max_rows < 0:
+        bad("max_rows", "err_rows")
+    return errors
+
+
+def chapter_recipe() -> RunConfig:
+    """The textbook chapter's notebook, field for field (needs a GPU and the Hub)."""
+    return RunConfig(
+        run_name="qwen3-4b-finetome",
+        model=ModelConfig(name="unsloth/Qwen3-4B-unsloth-bnb-4bit", max_seq_length=2048, dtype="auto",
+                          load_in_4bit=True),
+        lora=LoraConfig(r=8, lora_alpha=8, lora_dropout=0.0, bias="none", use_gradient_checkpointing="unsloth",
+                        random_state=2025),
+        data=DataConfig(source="hub", path="mlabonne/FineTome-100k", split="train", template="qwen-3",
+                        train_on_responses_only=True),
+        train=TrainConfig(max_length=2048, packing=False, per_device_train_batch_size=2,
+                          gradient_accumulation_steps=4, warmup_steps=5, max_steps=60, num_train_epochs=1.0,
+                          learning_rate=2e-4, logging_steps=1, optim="adamw_8bit", weight_decay=0.01,
+                          lr_scheduler_type="linear", seed=3407),
+    )
+
+
+RECIPES = {"bundled": RunConfig, "chapter": chapter_recipe}

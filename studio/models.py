@@ -1,0 +1,126 @@
+"""Models: presets, where a model comes from, what the machine has, and what LoRA will train.
+
+`inspect_model` answers the Model tab's questions in a second without loading weights: it reads
+config.json (local folder, or the Hub), builds the architecture on PyTorch's meta device,
+wraps it with PEFT exactly as `get_peft_model` will, and counts. No GPU memory is taken from
+the training worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.config import BUNDLED_MODEL, LoraConfig, resolve_path
+
+# (label, model id). The first Hub entry is the chapter's model.
+PRESETS = [
+    ("Bundled tiny Qwen3 (offline, CPU)", BUNDLED_MODEL),
+    ("Qwen3-4B 4-bit (the chapter)", "unsloth/Qwen3-4B-unsloth-bnb-4bit"),
+    ("Qwen3-0.6B 4-bit", "unsloth/Qwen3-0.6B-unsloth-bnb-4bit"),
+    ("Qwen3-1.7B 4-bit", "unsloth/Qwen3-1.7B-unsloth-bnb-4bit"),
+    ("Qwen3-8B 4-bit", "unsloth/Qwen3-8B-unsloth-bnb-4bit"),
+    ("Llama-3.2-3B-Instruct 4-bit", "unsloth/Llama-3.2-3B-Instruct-bnb-4bit"),
+    ("Llama-3.1-8B-Instruct 4-bit", "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit"),
+    ("Gemma-3-4B-it 4-bit", "unsloth/gemma-3-4b-it-unsloth-bnb-4bit"),
+    ("Phi-4-mini 4-bit", "unsloth/Phi-4-mini-instruct-unsloth-bnb-4bit"),
+]
+HUB_TIMEOUT_S = 5
+
+
+class ModelError(ValueError):
+    pass
+
+
+@dataclass
+class DeviceInfo:
+    kind: str  # "cuda" or "cpu"
+    name: str
+    total_gb: float
+    free_gb: float
+    bf16: bool
+
+
+def device_info() -> DeviceInfo:
+    import torch
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        return DeviceInfo("cuda", torch.cuda.get_device_name(0), total / 2**30, free / 2**30,
+                          torch.cuda.is_bf16_supported())
+    import psutil
+    vm = psutil.virtual_memory()
+    return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", vm.total / 2**30, vm.available / 2**30, True)
+
+
+def is_local(name: str) -> bool:
+    return resolve_path(name).is_dir()
+
+
+def load_model_config(name: str, token: str | None = None) -> dict:
+    """config.json as a dict. A Hub id with no network fails within HUB_TIMEOUT_S, never hangs."""
+    name = (name or "").strip()
+    if not name:
+        raise ModelError("err_model")
+    if is_local(name):
+        path = resolve_path(name) / "config.json"
+        if not path.is_file():
+            raise ModelError(f"{name}: no config.json in this folder")
+        return json.loads(path.read_text())
+    if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelError(f"'{name}' is neither a local model folder nor a Hub id (owner/name)")
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
+    try:
+        path = hf_hub_download(name, "config.json", token=token or None)
+    except RepositoryNotFoundError:
+        raise ModelError(f"'{name}' was not found on the Hugging Face Hub (or it is private: add a token)") from None
+    except LocalEntryNotFoundError:
+        raise ModelError(f"'{name}' is not on this machine and the Hugging Face Hub cannot be reached "
+                         "(offline?). Use the bundled model or a local folder.") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise ModelError(f"'{name}': could not reach the Hugging Face Hub ({str(exc).splitlines()[0][:200]})") from None
+    return json.loads(Path(path).read_text())
+
+
+@dataclass
+class ModelSummary:
+    model_type: str
+    total_params: int
+    trainable_params: int
+    context_length: int | None
+    quantized_4bit: bool
+
+    @property
+    def trainable_text(self) -> str:
+        pct = 100 * self.trainable_params / max(1, self.total_params)
+        return f"{self.trainable_params:,} of {self.total_params:,} ({pct:.2f}% trained)"
+
+
+def inspect_model(name: str, lora: LoraConfig, token: str | None = None) -> ModelSummary:
+    """Count what `get_peft_model` will train, on the meta device (no weights, no memory)."""
+    cfg_dict = load_model_config(name, token)
+    import torch
+    import transformers
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    quant = cfg_dict.get("quantization_config") or {}
+    cfg_dict = {k: v for k, v in cfg_dict.items() if k != "quantization_config"}
+    try:
+        config = transformers.AutoConfig.for_model(**cfg_dict)
+    except Exception as exc:
+        raise ModelError(f"{name}: unsupported config ({str(exc)[:200]})") from None
+    config = getattr(config, "text_config", None) or config  # multimodal models: count the LLM
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    modules = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets = [t for t in lora.target_modules if t in modules]
+    if not targets:
+        raise ModelError(f"none of the target modules {lora.target_modules} exist in this model")
+    peft_model = get_peft_model(model, PeftLoraConfig(r=lora.r, lora_alpha=lora.lora_alpha, target_modules=targets,
+                                                      lora_dropout=lora.lora_dropout, bias=lora.bias))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    context = getattr(config, "max_position_embeddings", None)
+    return ModelSummary(config.model_type, total, trainable, context, bool(quant.get("load_in_4bit")))

@@ -1,0 +1,89 @@
+"""Chat templates: Unsloth's `get_chat_template`, rendering rows exactly as training sees them,
+and the span that `train_on_responses_only` trains on.
+
+The highlight is not re-implemented: it runs Unsloth's own masking function on the rendered
+row's token ids, so what the Template tab shows is what the trainer's labels are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The names offered in the UI (all known to unsloth.chat_templates.CHAT_TEMPLATES; a test checks).
+TEMPLATES = ["qwen-3", "qwen-2.5", "chatml", "llama-3.1", "gemma-3", "mistral", "phi-4", "phi-3",
+             "zephyr", "vicuna", "alpaca", "gpt-oss"]
+
+# instruction_part / response_part for train_on_responses_only, as the Unsloth docs give them.
+# Templates not listed fall back to Unsloth's auto-detection (get_chat_template_parts).
+MARKERS = {
+    "qwen-3": ("<|im_start|>user\n", "<|im_start|>assistant\n"),
+    "qwen-2.5": ("<|im_start|>user\n", "<|im_start|>assistant\n"),
+    "chatml": ("<|im_start|>user\n", "<|im_start|>assistant\n"),
+    "llama-3.1": ("<|start_header_id|>user<|end_header_id|>\n\n",
+                  "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    "gemma-3": ("<start_of_turn>user\n", "<start_of_turn>model\n"),
+    "phi-4": ("<|im_start|>user<|im_sep|>", "<|im_start|>assistant<|im_sep|>"),
+    "mistral": ("[INST]", "[/INST]"),
+}
+
+# Model family (config.json model_type, or a word in the name) -> default template.
+FAMILY_TEMPLATES = [
+    ("qwen3", "qwen-3"), ("qwen2", "qwen-2.5"), ("llama", "llama-3.1"), ("gemma", "gemma-3"),
+    ("mistral", "mistral"), ("phi3", "phi-4"), ("phi-4", "phi-4"), ("phi", "phi-4"), ("gpt_oss", "gpt-oss"),
+]
+
+
+def default_template(model_name: str, model_type: str | None = None) -> str:
+    for probe in (model_type or "", model_name.lower().replace("-", "")):
+        for family, template in FAMILY_TEMPLATES:
+            if family.replace("-", "") in probe:
+                return template
+    return "chatml"
+
+
+def apply_template(tokenizer, name: str):
+    """Put Unsloth's verified template on the tokenizer (what the chapter does with 'qwen-3')."""
+    import unsloth  # noqa: F401  (patches transformers before it is used)
+    from unsloth.chat_templates import get_chat_template
+    return get_chat_template(tokenizer, chat_template=name)
+
+
+def markers(tokenizer, name: str) -> tuple[str, str]:
+    if name in MARKERS:
+        return MARKERS[name]
+    from unsloth_zoo.dataset_utils import get_chat_template_parts
+    return get_chat_template_parts(tokenizer)
+
+
+def render(tokenizer, messages: list[dict]) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+
+@dataclass
+class Segment:
+    text: str
+    trained: bool
+
+
+def trained_segments(tokenizer, text: str, instruction_part: str, response_part: str,
+                     max_length: int | None = None) -> tuple[list[Segment], int, int]:
+    """Split `text` into runs of trained / not-trained tokens, using Unsloth's own masking.
+
+    Returns (segments, trained_token_count, total_token_count). Tokens past `max_length` are
+    cut, as the trainer cuts them.
+    """
+    from unsloth_zoo.dataset_utils import train_on_responses_only
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if max_length:
+        ids = ids[:max_length]
+    mask_fn = train_on_responses_only(None, instruction_part=instruction_part, response_part=response_part,
+                                      tokenizer=tokenizer, return_function=True)
+    labels = mask_fn({"input_ids": [ids]})["labels"][0]
+    segments: list[Segment] = []
+    start = 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or (labels[i] != -100) != (labels[start] != -100):
+            chunk = tokenizer.decode(ids[start:i], skip_special_tokens=False)
+            segments.append(Segment(chunk, labels[start] != -100))
+            start = i
+    trained = sum(1 for x in labels if x != -100)
+    return segments, trained, len(ids)

@@ -1,0 +1,34 @@
+"""Plotly figures for the live training curve and the run comparison."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+
+def training_figure(logs: list[dict], title: str = "") -> go.Figure:
+    """Loss and grad norm on the left axis, learning rate on the right, all against the step."""
+    fig = go.Figure()
+    steps = [e["step"] for e in logs]
+    fig.add_trace(go.Scatter(x=steps, y=[e.get("loss") for e in logs], name="loss", mode="lines+markers",
+                             line=dict(color="#2563eb", width=2), marker=dict(size=4)))
+    if any(e.get("grad_norm") is not None for e in logs):
+        fig.add_trace(go.Scatter(x=steps, y=[e.get("grad_norm") for e in logs], name="grad_norm", mode="lines",
+                                 line=dict(color="#f59e0b", width=1, dash="dot")))
+    if any(e.get("learning_rate") is not None for e in logs):
+        fig.add_trace(go.Scatter(x=steps, y=[e.get("learning_rate") for e in logs], name="learning_rate",
+                                 mode="lines", yaxis="y2", line=dict(color="#10b981", width=1)))
+    fig.update_layout(
+        title=title or None, height=360, margin=dict(l=50, r=60, t=30 if title else 10, b=40),
+        xaxis=dict(title="step"), yaxis=dict(title="loss / grad_norm"),
+        yaxis2=dict(title="learning_rate", overlaying="y", side="right", showgrid=False, exponentformat="e"),
+        legend=dict(orientation="h", y=1.12, x=0), template="plotly_white")
+    return fig
+
+
+def comparison_figure(series: dict[str, list[dict]]) -> go.Figure:
+    fig = go.Figure()
+    for name, logs in series.items():
+        fig.add_trace(go.Scatter(x=[e["step"] for e in logs], y=[e.get("loss") for e in logs], name=name,
+                                 mode="lines"))
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=10, b=40), xaxis=dict(title="step"),
+                      yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.1, x=0), template="plotly_white")
+    return fig

@@ -1,0 +1,118 @@
+"""Tab 3 · Template: one real row rendered exactly as the trainer sees it, trained span highlighted."""
+from __future__ import annotations
+
+import html
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio import data, models, templates
+from studio.config import RunConfig, resolve_path
+from studio.ui import dataset_tab
+
+_tokenizers: OrderedDict = OrderedDict()  # (model, template) -> tokenizer with the template applied
+
+
+@dataclass
+class TemplateTab:
+    template: gr.Dropdown
+    row: gr.Number
+    render: gr.Button
+    instruction_part: gr.Textbox
+    response_part: gr.Textbox
+    stats: gr.Markdown
+    rendered: gr.HTML
+
+    def config_fields(self) -> dict:
+        return {"data.template": self.template}
+
+
+def build(I, cfg: RunConfig) -> TemplateTab:
+    gr.Markdown(I("template_hint"))
+    with gr.Row():
+        template = gr.Dropdown(templates.TEMPLATES, value=cfg.data.template, label=I("template"),
+                               info=I("template_info"), allow_custom_value=True, scale=2)
+        row = gr.Number(1, label=I("row_index"), precision=0, minimum=1, scale=1)
+        render = gr.Button(I("render"), variant="primary", scale=1)
+    with gr.Row():
+        instruction_part = gr.Textbox(label=I("instruction_part"), interactive=False)
+        response_part = gr.Textbox(label=I("response_part"), interactive=False)
+    stats = gr.Markdown(elem_id="template-stats")
+    rendered = gr.HTML(elem_id="template-render")
+    return TemplateTab(template, row, render, instruction_part, response_part, stats, rendered)
+
+
+def tokenizer_for(model_name: str, template: str, token: str | None = None):
+    key = (model_name, template)
+    if key not in _tokenizers:
+        import unsloth  # noqa: F401  (before transformers)
+        from transformers import AutoTokenizer
+        path = resolve_path(model_name)
+        try:
+            models.load_model_config(model_name, token)  # fails fast and clearly when offline
+            tok = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model_name, token=token or None)
+            tok = templates.apply_template(tok, template)
+        except models.ModelError as exc:
+            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise gr.Error(f"template '{template}' on {model_name}: {str(exc).splitlines()[0][:300]}") from None
+        _tokenizers[key] = tok
+        while len(_tokenizers) > 3:
+            _tokenizers.popitem(last=False)
+    return _tokenizers[key]
+
+
+def render_row(model_name, template, source, path, split, max_rows, row, max_length, responses_only, token=""):
+    """render_template: the row as training text, with what train_on_responses_only keeps highlighted."""
+    tok = tokenizer_for(model_name, template, token or None)
+    try:
+        ds = dataset_tab.get_dataset(source, path, split, int(max_rows or 0), token or None)
+        index = min(max(1, int(row or 1)), len(ds)) - 1
+        conversation = ds.standardized(index)
+    except data.DataError as exc:
+        raise gr.Error(str(exc)) from None
+    text = templates.render(tok, conversation)
+    instruction_part, response_part = templates.markers(tok, template)
+    segments, trained, total = templates.trained_segments(tok, text, instruction_part, response_part,
+                                                          int(max_length or 0) or None)
+    if not responses_only:  # every token is trained when the option is off
+        segments = [templates.Segment(s.text, True) for s in segments]
+        trained = total
+    parts = []
+    for seg in segments:
+        body = _mark(html.escape(seg.text), instruction_part, response_part)
+        parts.append(f'<span class="{"trained" if seg.trained else "masked"}">{body}</span>')
+    truncated = f" · cut to max_length {int(max_length)}" if max_length and total >= int(max_length) else ""
+    stats = f"row {index + 1} of {len(ds):,} · **{trained} of {total} tokens trained**{truncated}"
+    return instruction_part, response_part, stats, '<pre class="rendered">' + "".join(parts) + "</pre>"
+
+
+def _mark(escaped: str, *markers: str) -> str:
+    """Frame the instruction/response markers so they stand out inside the text."""
+    for m in markers:
+        em = html.escape(m)
+        if em and em in escaped:
+            escaped = escaped.replace(em, f'<b class="marker">{em}</b>')
+    return escaped
+
+
+def wire(tab: TemplateTab, model_name: gr.Textbox, dataset: dataset_tab.DatasetTab, max_length: gr.Number,
+         responses_only: gr.Checkbox, token: gr.Textbox) -> None:
+    inputs = [model_name, tab.template, dataset.source, dataset.path, dataset.split, dataset.max_rows, tab.row,
+              max_length, responses_only, token]
+    outputs = [tab.instruction_part, tab.response_part, tab.stats, tab.rendered]
+    tab.render.click(render_row, inputs, outputs, api_name="render_template")
+    for trigger in (tab.template.change, tab.row.submit):
+        trigger(render_row, inputs, outputs, api_visibility="private")
+    # A new model proposes its family's template.
+    model_name.change(lambda name: templates.default_template(name, _model_type(name)), model_name, tab.template,
+                      api_visibility="private")
+
+
+def _model_type(name: str) -> str | None:
+    """Local folders say it in config.json; Hub ids are judged by name (no network on every keystroke)."""
+    try:
+        return models.load_model_config(name).get("model_type") if models.is_local(name) else None
+    except Exception:
+        return None

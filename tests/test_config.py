@@ -1,0 +1,63 @@
+import pytest
+
+from studio.config import RunConfig, chapter_recipe, validate
+
+
+def test_yaml_round_trip_keeps_every_field():
+    cfg = chapter_recipe()
+    cfg.lora.target_modules = ["q_proj", "v_proj"]
+    cfg.train.learning_rate = 1.5e-4
+    again = RunConfig.from_yaml(cfg.to_yaml())
+    assert again == cfg
+    assert again.to_yaml() == cfg.to_yaml()
+
+
+def test_chapter_recipe_matches_the_notebook():
+    cfg = chapter_recipe()
+    assert cfg.model.name == "unsloth/Qwen3-4B-unsloth-bnb-4bit" and cfg.model.load_in_4bit
+    assert (cfg.lora.r, cfg.lora.lora_alpha, cfg.lora.lora_dropout) == (8, 8, 0.0)
+    assert cfg.lora.use_gradient_checkpointing == "unsloth" and len(cfg.lora.target_modules) == 7
+    t = cfg.train
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps, t.max_steps) == (2, 4, 60)
+    assert (t.learning_rate, t.optim, t.lr_scheduler_type, t.seed) == (2e-4, "adamw_8bit", "linear", 3407)
+    assert cfg.data.path == "mlabonne/FineTome-100k" and cfg.data.template == "qwen-3"
+
+
+def test_yaml_coerces_strings_and_rejects_unknown_keys():
+    cfg = RunConfig.from_yaml("train:\n  learning_rate: '2e-4'\n  packing: 'true'\n")
+    assert cfg.train.learning_rate == 2e-4 and cfg.train.packing is True
+    with pytest.raises(ValueError, match="unknown key 'train.lr'"):
+        RunConfig.from_yaml("train:\n  lr: 1\n")
+    with pytest.raises(ValueError, match="must be a int"):
+        RunConfig.from_yaml("lora:\n  r: 2.5\n")
+
+
+@pytest.mark.parametrize("section,field,value,key", [
+    ("train", "learning_rate", 0.0, "err_lr"),
+    ("train", "learning_rate", -1e-4, "err_lr"),
+    ("train", "learning_rate", float("nan"), "err_lr"),
+    ("lora", "r", 0, "err_r"),
+    ("lora", "lora_alpha", 0, "err_alpha"),
+    ("lora", "lora_dropout", 1.0, "err_dropout"),
+    ("lora", "target_modules", [], "err_targets"),
+    ("train", "per_device_train_batch_size", 0, "err_batch"),
+    ("train", "gradient_accumulation_steps", 0, "err_accum"),
+    ("train", "logging_steps", 0, "err_logging"),
+    ("train", "warmup_steps", -1, "err_warmup"),
+    ("train", "max_length", 100000, "err_max_length_model"),
+    ("train", "optim", "adamw_9bit", "err_choice"),
+])
+def test_validation_refuses_bad_values(section, field, value, key):
+    cfg = RunConfig()
+    setattr(getattr(cfg, section), field, value)
+    assert key in [k for _, k in validate(cfg)]
+
+
+def test_validation_needs_steps_or_epochs_and_fits_context():
+    cfg = RunConfig()
+    cfg.train.max_steps, cfg.train.num_train_epochs = 0, 0
+    assert ("max_steps", "err_steps") in validate(cfg)
+    cfg = RunConfig()
+    cfg.model.max_seq_length = 4096
+    assert ("max_seq_length", "err_context") in validate(cfg, context_length=2048)
+    assert validate(RunConfig()) == [] and validate(chapter_recipe()) == []

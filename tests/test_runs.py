@@ -1,0 +1,33 @@
+import json
+
+from studio import runs
+
+
+def test_metrics_tail_reads_only_new_complete_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = runs.MetricsTail(path)
+    assert tail.read_new() == []  # no file yet
+    with open(path, "w") as f:
+        f.write(json.dumps({"event": "log", "step": 1, "loss": 2.0}) + "\n" + '{"event": "log", "st')
+    assert [e["step"] for e in tail.read_new()] == [1]
+    offset = tail.offset
+    with open(path, "a") as f:
+        f.write('ep": 2, "loss": 1.5}\n')
+    new = tail.read_new()
+    assert [e["step"] for e in new] == [2] and tail.offset > offset
+    assert tail.read_new() == [] and [e["loss"] for e in tail.logs] == [2.0, 1.5]
+
+
+def test_run_names_cannot_escape_the_runs_folder():
+    for evil in ["../../etc/passwd", "/etc/passwd", "..", "a/../../b", "~root", "\x00x", ""]:
+        name = runs.sanitize_name(evil)
+        assert "/" not in name and not name.startswith(".") and ".." not in name and name
+        run_dir = runs.new_run_dir(evil)
+        assert run_dir.resolve().parent == runs.runs_root().resolve()
+
+
+def test_resolve_run_refuses_paths_outside():
+    import pytest
+    for evil in ["../x", "/etc", "..", "../../etc/passwd"]:
+        with pytest.raises(ValueError):
+            runs.resolve_run(evil)

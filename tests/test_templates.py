@@ -1,0 +1,54 @@
+import pytest
+
+from studio import templates
+from studio.config import BUNDLED_MODEL, resolve_path
+
+CONV = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 7 + 5?"},
+        {"role": "assistant", "content": "7 + 5 = 12."}, {"role": "user", "content": "And 2 + 2?"},
+        {"role": "assistant", "content": "2 + 2 = 4."}]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    import unsloth  # noqa: F401
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(resolve_path(BUNDLED_MODEL)))
+    return templates.apply_template(tok, "qwen-3")
+
+
+def test_offered_templates_are_known_to_unsloth():
+    import unsloth  # noqa: F401
+    from unsloth.chat_templates import CHAT_TEMPLATES
+    assert set(templates.TEMPLATES) <= set(CHAT_TEMPLATES)
+
+
+def test_default_template_follows_the_model_family():
+    assert templates.default_template("unsloth/Qwen3-4B-unsloth-bnb-4bit") == "qwen-3"
+    assert templates.default_template("x", "qwen3") == "qwen-3"
+    assert templates.default_template("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit") == "llama-3.1"
+    assert templates.default_template("unsloth/gemma-3-4b-it") == "gemma-3"
+
+
+def test_qwen3_render_has_the_chapter_think_block(tokenizer):
+    text = templates.render(tokenizer, CONV[1:3])
+    assert text.startswith("<|im_start|>user\nWhat is 7 + 5?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<think>\n\n</think>\n\n7 + 5 = 12.<|im_end|>" in text
+
+
+def test_trained_span_is_exactly_the_assistant_replies(tokenizer):
+    text = templates.render(tokenizer, CONV)
+    inst, resp = templates.markers(tokenizer, "qwen-3")
+    assert (inst, resp) == ("<|im_start|>user\n", "<|im_start|>assistant\n")
+    segments, trained, total = templates.trained_segments(tokenizer, text, inst, resp)
+    assert "".join(s.text for s in segments) == text  # nothing lost or added
+    trained_text = "".join(s.text for s in segments if s.trained)
+    assert "7 + 5 = 12.<|im_end|>" in trained_text and "2 + 2 = 4.<|im_end|>" in trained_text
+    assert "What is 7 + 5?" not in trained_text and "Be brief." not in trained_text
+    assert 0 < trained < total
+
+
+def test_truncation_drops_the_reply(tokenizer):
+    text = templates.render(tokenizer, CONV[1:3])
+    inst, resp = templates.markers(tokenizer, "qwen-3")
+    _, trained, total = templates.trained_segments(tokenizer, text, inst, resp, max_length=4)
+    assert total == 4 and trained == 0
