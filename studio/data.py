@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -83,7 +84,8 @@ def load_dataset_source(source: str, path: str = "", split: str = "train", max_r
     elif source == "file":
         if not path:
             raise DataError("no file chosen")
-        ds = load_file(Path(path))
+        # Uploads are stored as <hash>-<name>; messages name the file as the user knows it.
+        ds = load_file(Path(path), display_name=re.sub(r"^[0-9a-f]{12}-", "", Path(path).name))
     elif source == "hub":
         ds = load_hub(path, split, token=token)
     else:
@@ -124,7 +126,7 @@ def load_file(path: Path, display_name: str | None = None) -> Dataset:
                 raise DataError("the file holds only blank lines or spaces, no data", file=name)
             rows = {".jsonl": _parse_jsonl, ".json": _parse_json, ".csv": _parse_csv}[ext](text, name)
     except OSError as exc:  # unreadable: permissions, a vanished upload
-        raise DataError(f"could not read the file ({exc.strerror or type(exc).__name__})", file=name) from None
+        raise DataError(f"could not read the file ({exc.strerror or 'an input/output error'})", file=name) from None
     if not rows:
         raise DataError("the file has no rows", file=name)
     columns = list(dict.fromkeys(k for r in rows[:50] for k in r))
@@ -153,7 +155,10 @@ def _parse_jsonl(text: str, name: str) -> list[dict]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON on this line ({exc.msg}, column {exc.colno})", file=name, row=n) from None
+            hint = " (is the file one JSON document over many lines? name it .json)" \
+                if n == 1 and line.strip() in ("[", "{") else ""
+            raise DataError(f"invalid JSON on this line ({exc.msg}, column {exc.colno}){hint}",
+                            file=name, row=n) from None
         except (RecursionError, ValueError) as exc:  # brackets nested thousands deep; a 5,000-digit number
             raise DataError(f"this line can't be read as JSON: {_json_limit(exc)}", file=name, row=n) from None
         if not isinstance(row, dict):
@@ -241,7 +246,8 @@ def detect_format(rows: Sequence[dict], columns: list[str], name: str = "") -> t
             column = lower[key]
             at, sample = next(((n, r[column]) for n, r in enumerate(_head(rows), 1) if r.get(column)), (1, None))
             if isinstance(sample, str):  # a JSON list stored as a string
-                raise DataError("holds text, not a list of messages", file=name, row=at, column=column)
+                raise DataError("holds text, not a list of messages (a JSON list saved as a string?)",
+                                file=name, row=at, column=column)
             if not isinstance(sample, list) or not sample or not isinstance(sample[0], dict):
                 got = f"a list of {_kind(sample[0], plural=True)}" if isinstance(sample, list) and sample \
                     else _kind(sample)

@@ -323,7 +323,7 @@ def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox) -> 
     for comp in form:
         comp.change(_preview, form, [tab.yaml_view, tab.command], api_visibility="private", queue=False)
 
-    def _start(*args, request: gr.Request):
+    def _start(request: gr.Request, *args):  # Gradio injects the request by its annotation
         return start(form_keys, list(args[:n]), args[n], request)
 
     outputs_poll = [tab.state, tab.progress, tab.plot, tab.summary, tab.error, tab.timer]
