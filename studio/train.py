@@ -80,6 +80,8 @@ class StudioCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         if self.fault_step and state.global_step >= self.fault_step:
+            if os.environ.get("STUDIO_FAULT_KIND") == "oom":
+                raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
             raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
         elapsed = time.time() - self.t0
         self.files.set(state=self.files.status.get("state", "running") if self.files.status.get("state") == "stopping"

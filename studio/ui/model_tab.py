@@ -87,7 +87,7 @@ def summarize(name: str, lora, load_in_4bit: bool, token: str | None, request: g
     lines = [f"**Trainable parameters = {s.trainable_text}**",
              f"- architecture: `{s.model_type}`, context length {s.context_length or '?'}",
              f"- device: {dev.name}, {dev.free_gb:.1f} of {dev.total_gb:.1f} GB free"]
-    if dev.kind == "cpu" and (load_in_4bit or s.quantized_4bit) and not models.is_local(name):
+    if dev.kind == "cpu" and (load_in_4bit or s.quantized_4bit):
         lines.append(f"- ⚠️ {t('cpu_4bit_note', request)}")
     return "\n".join(lines)
 

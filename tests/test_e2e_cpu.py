@@ -1,0 +1,136 @@
+"""End to end on CPU: the real worker trains the bundled model, the chat reloads the adapter.
+
+Also the faults a long run meets: Stop + Resume, an exception in the worker, a SIGKILL.
+"""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from studio import runs
+from studio.chat import ChatEngine
+from studio.config import RunConfig
+
+
+def wait_for(run_dir, states=runs.FINAL_STATES, timeout=300, step=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs.reap()
+        status = runs.read_status(run_dir)
+        if status.get("state") in states or (step is not None and status.get("step", 0) >= step):
+            return status
+        time.sleep(0.5)
+    raise AssertionError(f"run did not reach {states} in {timeout}s: {runs.read_status(run_dir)}\n"
+                         f"{runs.log_tail(run_dir, 40)}")
+
+
+def losses(run_dir):
+    tail = runs.MetricsTail(run_dir / "metrics.jsonl")
+    tail.read_new()
+    return tail
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    """The default run from the UI's defaults: bundled model + sample data."""
+    run_dir = runs.create_run(RunConfig())
+    t0 = time.time()
+    runs.start_worker(run_dir)
+    status = wait_for(run_dir, timeout=600)
+    return run_dir, status, time.time() - t0
+
+
+def test_default_run_learns_and_saves_an_adapter(default_run):
+    run_dir, status, wall = default_run
+    assert status["state"] == "completed", runs.log_tail(run_dir, 40)
+    tail = losses(run_dir)
+    logs = tail.logs
+    assert len(logs) == RunConfig().train.max_steps
+    first, last = sum(e["loss"] for e in logs[:5]) / 5, sum(e["loss"] for e in logs[-5:]) / 5
+    assert last < 0.6 * first, (first, last)
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert list((run_dir / "adapter").glob("adapter_model.safetensors"))
+    kinds = {e["event"] for e in tail.events}
+    assert {"model", "dataset", "train_begin", "log", "end"} <= kinds
+    model_event = next(e for e in tail.events if e["event"] == "model")
+    assert 0 < model_event["trainable"] < model_event["total"]
+    assert not runs.lock_path().exists()
+    print(f"default run: {wall:.1f}s from start to saved adapter; loss {first:.3f} -> {last:.3f}")
+
+
+def test_chat_reloads_the_adapter_and_answers_in_chat_format(default_run):
+    run_dir, _, _ = default_run
+    engine = ChatEngine()
+    engine.load(run_dir.name, runs.runs_root())
+    messages = [{"role": "user", "content": "What is 7 + 5?"}]
+    pieces = list(engine.stream(messages, max_new_tokens=40))
+    assert len(pieces) > 1  # streamed, not one block
+    reply = pieces[-1]
+    assert "12" in reply, reply
+    # The base model never saw the chat format: it does not answer the same way.
+    engine.load("base:assets/tiny-qwen3", runs.runs_root())
+    base_reply = list(engine.stream(messages, max_new_tokens=40))[-1]
+    assert base_reply != reply
+
+
+def short_config(name, steps=12, save_steps=0):
+    cfg = RunConfig(run_name=name)
+    cfg.train.max_steps, cfg.train.save_steps = steps, save_steps
+    cfg.data.max_rows = 120
+    return cfg
+
+
+def test_stop_saves_a_checkpoint_and_resume_continues_the_curve(default_run):
+    run_dir = runs.create_run(short_config("stop-resume", steps=40))
+    runs.start_worker(run_dir)
+    wait_for(run_dir, step=5, timeout=240)
+    runs.request_stop(run_dir)
+    status = wait_for(run_dir, timeout=120)
+    assert status["state"] == "stopped", runs.log_tail(run_dir)
+    stopped_at = status["step"]
+    assert 5 <= stopped_at < 40 and runs.last_checkpoint(run_dir) is not None
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert any(r["id"] == run_dir.name and r["resumable"] for r in runs.list_runs())
+
+    runs.start_worker(run_dir, resume=True)
+    status = wait_for(run_dir, timeout=240)
+    assert status["state"] == "completed" and status["step"] == 40, runs.log_tail(run_dir)
+    steps = [e["step"] for e in losses(run_dir).logs]
+    assert steps == sorted(steps) and steps[0] == 1 and steps[-1] == 40  # one curve, appended
+    assert len(steps) == len(set(steps))
+
+
+@pytest.mark.parametrize("kind,hint,text", [("", "crash", "fault injected at step 3"),
+                                             ("oom", "oom", "CUDA out of memory")])
+def test_a_failing_worker_marks_the_run_failed_and_the_ui_says_why(default_run, monkeypatch, kind, hint, text):
+    monkeypatch.setenv("STUDIO_FAULT_AT_STEP", "3")
+    monkeypatch.setenv("STUDIO_FAULT_KIND", kind)
+    run_dir = runs.create_run(short_config(f"fault-{kind or 'raise'}"))
+    runs.start_worker(run_dir)
+    status = wait_for(run_dir, timeout=240)
+    assert status["state"] == "failed" and status["hint"] == hint
+    assert text in status["error"] and "Traceback" in status["traceback"]
+    assert not runs.lock_path().exists()  # the machine is free again
+    # What the Train tab shows for it: the error, the plain hint, the traceback's last lines.
+    from studio.ui import train_tab
+    state, _ = train_tab.attach(run_dir.name)
+    _, progress, _, _, error, timer = train_tab.poll(state)
+    assert "`failed`" in progress and text in error and "Traceback" in error
+    assert ("lower the batch size" in error) == (hint == "oom")
+    assert timer.active is False
+
+
+def test_a_killed_worker_is_detected_and_the_lock_released(default_run):
+    run_dir = runs.create_run(short_config("killed", steps=200))
+    runs.start_worker(run_dir)
+    wait_for(run_dir, step=2, timeout=240)
+    os.killpg(runs.read_status(run_dir)["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    runs.reap()
+    status = runs.read_status(run_dir)
+    assert status["state"] == "failed" and "ended without a word" in status["error"]
+    assert runs.active_run() is None and not runs.lock_path().exists()
+    saved = json.loads((run_dir / "status.json").read_text())
+    assert saved["state"] == "failed"  # written down, not only computed
