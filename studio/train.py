@@ -108,6 +108,34 @@ class StudioCallback(TrainerCallback):
                          **keep, **memory_figures(self.start_reserved_gb))
 
 
+def count_tokens_lazily(trainer) -> None:
+    """Keep the non-padding token count (for tokens/s) on the GPU; read it only when the trainer logs or saves.
+
+    transformers' Trainer._track_num_input_tokens calls .item() on every micro-batch, which makes the host
+    wait for the GPU; Unsloth's loop otherwise never waits inside a step. On the chapter's host-bound recipe
+    that wait cost up to 9% of tokens/s on an H100 (docs/benchmarks.md). Same numbers, one sync per log.
+    """
+    if not hasattr(trainer, "_track_num_input_tokens"):
+        return  # another transformers version: keep its own counting
+    pending: list = []
+
+    def track(inputs):
+        if "attention_mask" in inputs:
+            n = inputs["attention_mask"].sum()
+        else:
+            n = inputs["input_ids"].numel()
+        pending[:] = [pending[0] + n] if pending else [n]
+
+    def fold():
+        if pending:
+            trainer.state.num_input_tokens_seen += int(pending.pop())
+
+    log, save = trainer.log, trainer._save_checkpoint
+    trainer._track_num_input_tokens = track
+    trainer.log = lambda *a, **k: (fold(), log(*a, **k))[1]
+    trainer._save_checkpoint = lambda *a, **k: (fold(), save(*a, **k))[1]
+
+
 def build_text_dataset(cfg: RunConfig, tokenizer, files: RunFiles):
     """Load, standardize (role/content) and render every row with the chat template -> a `text` column."""
     from datasets import Dataset as HFDataset
@@ -188,6 +216,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
         files.event("dropped", count=dropped, total=before)  # rows with no response left after truncation
         if len(trainer.train_dataset) == 0:
             raise ValueError("no row has a response left after truncation: raise max_length")
+    if on_gpu:
+        count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
     checkpoint = last_checkpoint(run_dir) if resume else None
@@ -230,7 +260,7 @@ def main(argv=None) -> int:
         tb = traceback.format_exc().strip().splitlines()
         status = read_status(run_dir)
         status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
-                      traceback="\n".join(tb[-20:]), ended_at=time.time(), pid=os.getpid(),
+                      traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(), pid=os.getpid(),
                       resumable=last_checkpoint(run_dir) is not None)
         write_json_atomic(run_dir / "status.json", status)
     finally:
