@@ -6,6 +6,7 @@ The displayed history (Gradio's messages, content as blocks) and the model's mes
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,10 @@ class ChatEngine:
             kwargs.update(do_sample=True, temperature=float(temperature), top_p=0.95)
         else:
             kwargs.update(do_sample=False)
+        # Chat templates end a turn with their own token (<|im_end|> for Qwen), not always tokenizer.eos.
         eos_tokens = [t for t in (tok.eos_token, "<|im_end|>", "<|endoftext|>", "<end_of_turn>", "<|eot_id|>") if t]
+        vocab = tok.get_vocab()
+        kwargs["eos_token_id"] = sorted({vocab[t] for t in eos_tokens if t in vocab})
 
         errors: list[BaseException] = []
 
@@ -143,8 +147,9 @@ class ChatEngine:
 
 
 def clean_reply(text: str, eos_tokens: list[str]) -> str:
-    """Cut at the end-of-turn token; keep the <think> block visible, as the chapter prints it."""
+    """Cut at the end-of-turn token and drop Qwen3's empty <think></think> block; a real one stays."""
     for eos in eos_tokens:
         if eos in text:
             text = text.split(eos)[0]
+    text = re.sub(r"^\s*<think>\s*</think>\s*", "", text)
     return text.strip("\n")

@@ -35,7 +35,7 @@ class ModelConfig:
 @dataclass
 class LoraConfig:
     r: int = 16
-    lora_alpha: int = 32
+    lora_alpha: int = 16
     lora_dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
     bias: str = "none"
@@ -60,9 +60,9 @@ class TrainConfig:
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     warmup_steps: int = 5
-    max_steps: int = 60  # > 0 wins over num_train_epochs, as in transformers
+    max_steps: int = 150  # > 0 wins over num_train_epochs, as in transformers
     num_train_epochs: float = 1.0
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3  # the tiny bundled model; billion-parameter models want 2e-4
     logging_steps: int = 1
     optim: str = "adamw_torch"
     weight_decay: float = 0.01

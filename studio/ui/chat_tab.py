@@ -38,7 +38,8 @@ def choices(base_model: str) -> list[tuple[str, str]]:
 def build(I, cfg: RunConfig) -> ChatTab:
     with gr.Row():
         opts = choices(cfg.model.name)
-        choice = gr.Dropdown(opts, value=opts[0][1], label=I("chat_model"), scale=4, elem_id="chat-model")
+        choice = gr.Dropdown(opts, value=opts[0][1], label=I("chat_model"), scale=4, elem_id="chat-model",
+                             allow_custom_value=True)  # runs made after the page loaded
         refresh = gr.Button(I("refresh"), scale=1)
     with gr.Row():
         max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label=I("max_new_tokens"))

@@ -82,7 +82,7 @@ def summarize(name: str, lora, load_in_4bit: bool, token: str | None, request: g
     try:
         s = models.inspect_model(name, lora, token=token)
     except models.ModelError as exc:
-        raise gr.Error(t(str(exc), request) if str(exc).startswith("err_") else str(exc)) from None
+        raise gr.Error(t(str(exc), request)) from None  # a message key or a plain message
     dev = models.device_info()
     lines = [f"**Trainable parameters = {s.trainable_text}**",
              f"- architecture: `{s.model_type}`, context length {s.context_length or '?'}",

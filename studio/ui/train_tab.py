@@ -44,6 +44,8 @@ class TrainTab:
     start: gr.Button
     stop: gr.Button
     resume: gr.Button
+    fit: gr.Button
+    fit_info: gr.Markdown
     progress: gr.Markdown
     plot: gr.Plot
     summary: gr.Markdown
@@ -87,6 +89,9 @@ def build(I, cfg: RunConfig) -> TrainTab:
             seed = gr.Number(tc.seed, label=I("seed"), precision=0)
             save_steps = gr.Number(tc.save_steps, label=I("save_steps"), precision=0)
             save_limit = gr.Number(tc.save_total_limit, label=I("save_limit"), precision=0)
+    with gr.Row():
+        fit = gr.Button(I("fit_gpu"), scale=1, elem_id="fit-btn")
+        fit_info = gr.Markdown(I("fit_gpu_info"), elem_id="fit-info")
     with gr.Accordion(I("config_preview"), open=False):
         yaml_view = gr.Code(cfg.to_yaml(), language="yaml", label=I("config_preview"), interactive=False)
         command = gr.Textbox("python -m studio.train runs/<run>", label=I("command_preview"), interactive=False)
@@ -102,7 +107,7 @@ def build(I, cfg: RunConfig) -> TrainTab:
     state = gr.State(None)  # this browser's view: {"run": id, "tail": MetricsTail, "step": last plotted}
     return TrainTab(run_name, max_length, packing, batch, accum, warmup, max_steps, epochs, lr, logging_steps, optim,
                     weight_decay, scheduler, seed, save_steps, save_limit, responses_only, yaml_view, command, start,
-                    stop, resume, progress, plot, summary, error, timer, state)
+                    stop, resume, fit, fit_info, progress, plot, summary, error, timer, state)
 
 
 # ---------------------------------------------------------------- the form <-> RunConfig
@@ -143,9 +148,10 @@ def preview(keys: list[str], values: list) -> tuple[str, str]:
 
 def check_before_start(cfg: RunConfig, token: str | None, request) -> None:
     """Everything that can be refused before a run folder exists: the form, the model, every data row."""
-    context = None
-    if models.is_local(cfg.model.name):
-        context = models.load_model_config(cfg.model.name).get("max_position_embeddings")
+    try:  # fails fast and clearly for a missing folder or an unreachable Hub
+        context = models.load_model_config(cfg.model.name, token).get("max_position_embeddings")
+    except models.ModelError as exc:
+        raise gr.Error(t(str(exc), request)) from None  # a message key or a plain message
     errors = config_mod.validate(cfg, context)
     if errors:
         raise gr.Error(" ".join(dict.fromkeys(t(key, request) for _, key in errors)))
@@ -155,11 +161,6 @@ def check_before_start(cfg: RunConfig, token: str | None, request) -> None:
             pass
     except data.DataError as exc:
         raise gr.Error(str(exc)) from None
-    if not models.is_local(cfg.model.name):
-        try:
-            models.load_model_config(cfg.model.name, token)
-        except models.ModelError as exc:
-            raise gr.Error(str(exc)) from None
 
 
 def start(keys, values, token, request: gr.Request | None = None):
@@ -332,8 +333,25 @@ def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox) -> 
     tab.timer.tick(poll, tab.state, outputs_poll, api_name="training_status", show_progress="hidden")
     tab.stop.click(stop, tab.state, tab.state, api_name="stop_training").then(
         poll, tab.state, outputs_poll, api_visibility="private")
+    def _fit(request: gr.Request, *values):
+        return fit_to_gpu(form_keys, list(values), request)
+
+    tab.fit.click(_fit, form, form + [tab.fit_info], api_name="fit_to_gpu")
     tab.resume.click(resume, [tab.state, token], [tab.state, tab.timer], api_name="resume_training").then(
         poll, tab.state, outputs_poll, api_visibility="private")
+
+
+def fit_to_gpu(keys: list[str], values: list, request=None):
+    """The fastest LoRA setting whose estimated peak fits this GPU's free memory (studio.fit)."""
+    from studio import fit
+    cfg = config_from_values(keys, values)
+    try:
+        preset = fit.pick_for_run(cfg)
+    except ValueError as exc:  # no GPU, or no config.json to estimate from
+        raise gr.Error(t("fit_no_gpu", request) if "GPU" in str(exc) else str(exc)) from None
+    text = fit.describe(cfg)
+    fit.apply(cfg, preset)
+    return [*values_from_config(cfg, keys), text]
 
 
 def apply_recipe(name: str, keys: list[str]):
