@@ -58,6 +58,13 @@ def render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
+def training_text(tokenizer, messages: list[dict]) -> str:
+    """render() plus the EOS token that TRL's SFTTrainer appends to each row ("Adding EOS to train dataset")."""
+    text = render(tokenizer, messages)
+    eos = tokenizer.eos_token
+    return text if not eos or text.endswith(eos) else text + eos
+
+
 @dataclass
 class Segment:
     text: str

@@ -56,8 +56,7 @@ def test_every_tab_train_and_chat(app_url, browser, artifacts):
     page.screenshot(path=artifacts / "tab-dataset.png", full_page=True)
 
     # 3 · Template: the rendered row with the trained span
-    open_tab(page, "3 · Template")
-    page.get_by_role("button", name="Render").click()
+    open_tab(page, "3 · Template")  # renders on arrival
     page.locator("#template-render .trained").first.wait_for(timeout=60_000)
     assert "<think>" in page.locator("#template-render").inner_text()
     page.screenshot(path=artifacts / "tab-template.png", full_page=True)
@@ -91,8 +90,16 @@ def test_every_tab_train_and_chat(app_url, browser, artifacts):
     # Runs: the finished run is listed
     open_tab(page, "Runs")
     page.get_by_role("button", name="Refresh").last.click()
-    page.locator("#runs-table").get_by_text("completed").first.wait_for(timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#runs-table').innerText.includes('completed')",
+                           timeout=10_000)
+    page.locator("#runs-compare input").click()
+    page.get_by_role("option").first.click()
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => { const p = document.querySelector('#runs-plot .js-plotly-plot');"
+                           " return p && p.data && p.data[0].x.length >= 50; }", timeout=20_000)
     page.screenshot(path=artifacts / "tab-runs.png", full_page=True)
+    page.locator("#open-run").click()  # back to the Train tab, showing that run
+    page.locator("#train-progress").get_by_text("completed").wait_for(timeout=20_000)
     page.close()
 
 
@@ -102,5 +109,8 @@ def test_korean_ui(app_url, browser, artifacts):
     page.get_by_role("tab", name="1 · 모델").wait_for()
     page.get_by_role("tab", name="4 · 훈련").click()
     page.get_by_role("button", name="훈련 시작").wait_for()
+    # re-attached to the last run: its whole curve is back after a fresh page load
+    page.wait_for_function("() => { const p = document.querySelector('#loss-plot .js-plotly-plot');"
+                           " return p && p.data && p.data[0].x.length >= 50; }", timeout=30_000)
     page.screenshot(path=artifacts / "tab-train-ko.png", full_page=True)
     page.close()

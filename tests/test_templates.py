@@ -52,3 +52,32 @@ def test_truncation_drops_the_reply(tokenizer):
     inst, resp = templates.markers(tokenizer, "qwen-3")
     _, trained, total = templates.trained_segments(tokenizer, text, inst, resp, max_length=4)
     assert total == 4 and trained == 0
+
+
+def test_the_template_tab_shows_exactly_what_the_trainer_trains_on():
+    """Tokens and labels of the Template tab's rendering == the SFTTrainer's after train_on_responses_only."""
+    import unsloth  # noqa: F401
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+    from unsloth.chat_templates import train_on_responses_only
+    model, tok = FastLanguageModel.from_pretrained(str(resolve_path(BUNDLED_MODEL)), max_seq_length=256,
+                                                   load_in_4bit=False)
+    model = FastLanguageModel.get_peft_model(model, r=4, lora_alpha=4, target_modules=["q_proj"])
+    tok = templates.apply_template(tok, "qwen-3")
+    rows = [CONV, CONV[1:3]]
+    trainer = SFTTrainer(model=model, processing_class=tok,
+                         train_dataset=Dataset.from_dict({"text": [templates.render(tok, c) for c in rows]}),
+                         args=SFTConfig(output_dir="/tmp/studio-tpl-test", dataset_text_field="text", max_length=256,
+                                        per_device_train_batch_size=1, max_steps=1, report_to="none",
+                                        dataset_num_proc=1))
+    inst, resp = templates.markers(tok, "qwen-3")
+    trainer = train_on_responses_only(trainer, instruction_part=inst, response_part=resp)
+    for i, conv in enumerate(rows):
+        shown = templates.training_text(tok, conv)
+        ids = trainer.train_dataset[i]["input_ids"]
+        assert tok.decode(ids) == shown
+        segments, trained, total = templates.trained_segments(tok, shown, inst, resp)
+        labels = trainer.train_dataset[i]["labels"]
+        assert total == len(ids) and trained == sum(1 for x in labels if x != -100)
+        assert "".join(s.text for s in segments if s.trained) == tok.decode([t for t in labels if t != -100])

@@ -22,12 +22,12 @@ def build_app() -> gr.Blocks:
         gr.HTML('<div class="studio-header"><img src="/gradio_api/file=assets/logo.svg" alt="">'
                 '<div><h1>LoRA Studio</h1></div></div>')
         gr.Markdown(I("subtitle"))
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(I("tab_model"), id="model"):
                 model = model_tab.build(I, cfg)
             with gr.Tab(I("tab_dataset"), id="dataset"):
                 dataset = dataset_tab.build(I, cfg)
-            with gr.Tab(I("tab_template"), id="template"):
+            with gr.Tab(I("tab_template"), id="template") as template_page:
                 template = template_tab.build(I, cfg)
             with gr.Tab(I("tab_train"), id="train"):
                 train = train_tab.build(I, cfg)
@@ -46,10 +46,16 @@ def build_app() -> gr.Blocks:
         template_tab.wire(template, model.name, dataset, train.max_length, train.responses_only, model.token)
         train_tab.wire(train, keys, form, model.token)
         chat_tab.wire(chat, template.template, model.name)
+        template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
         runs_tab.wire(history)
+        # "Open run": the Train tab shows that run (its curve, summary, error) and Stop/Resume act on it.
+        poll_outputs = [train.state, train.progress, train.plot, train.summary, train.error, train.timer]
+        history.open_run.click(lambda ids: train_tab.attach(ids[0] if ids else None), history.selected,
+                               [train.state, train.timer], api_visibility="private").then(
+            train_tab.poll, train.state, poll_outputs, api_visibility="private").then(
+            lambda: gr.Tabs(selected="train"), None, tabs, api_visibility="private")
         demo.load(train_tab.on_load, None, [train.state, train.timer], api_visibility="private").then(
-            train_tab.poll, train.state, [train.state, train.progress, train.plot, train.summary, train.error,
-                                          train.timer], api_visibility="private")
+            train_tab.poll, train.state, poll_outputs, api_visibility="private")
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected], api_visibility="private")
         demo.load(dataset_tab.preview_first,
                   [dataset.source, dataset.path, dataset.split, dataset.max_rows, dataset.page, model.token],

@@ -44,7 +44,7 @@ def build(I, cfg: RunConfig) -> ChatTab:
     with gr.Row():
         max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label=I("max_new_tokens"))
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=I("temperature"))
-    chatbot = gr.Chatbot(label=I("chatbot"), height=420, elem_id="chatbot")
+    chatbot = gr.Chatbot(show_label=False, height=420, elem_id="chatbot")  # its label takes no I18n
     with gr.Row():
         message = gr.Textbox(placeholder=EXAMPLES[0], label=I("message"), scale=5, elem_id="chat-input")
         send = gr.Button(I("send"), variant="primary", scale=1, elem_id="chat-send")

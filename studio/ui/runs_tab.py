@@ -16,6 +16,7 @@ class RunsTab:
     table: gr.Dataframe
     refresh: gr.Button
     selected: gr.Dropdown
+    open_run: gr.Button
     plot: gr.Plot
     config: gr.Code
 
@@ -23,10 +24,12 @@ class RunsTab:
 def build(I) -> RunsTab:
     refresh = gr.Button(I("refresh"))
     table = gr.Dataframe(headers=COLUMNS, label=I("runs_table"), interactive=False, elem_id="runs-table")
-    selected = gr.Dropdown([], multiselect=True, label=I("compare"), elem_id="runs-compare")
-    plot = gr.Plot()
+    with gr.Row():
+        selected = gr.Dropdown([], multiselect=True, label=I("compare"), elem_id="runs-compare", scale=4)
+        open_run = gr.Button(I("open_run"), scale=1, elem_id="open-run")
+    plot = gr.Plot(elem_id="runs-plot")
     config = gr.Code(language="yaml", label="config.yaml", interactive=False)
-    return RunsTab(table, refresh, selected, plot, config)
+    return RunsTab(table, refresh, selected, open_run, plot, config)
 
 
 def table_and_choices():

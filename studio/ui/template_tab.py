@@ -23,6 +23,8 @@ class TemplateTab:
     response_part: gr.Textbox
     stats: gr.Markdown
     rendered: gr.HTML
+    inputs: list | None = None  # set by wire(): the tab's own select event renders with them
+    outputs: list | None = None
 
     def config_fields(self) -> dict:
         return {"data.template": self.template}
@@ -72,7 +74,7 @@ def render_row(model_name, template, source, path, split, max_rows, row, max_len
         conversation = ds.standardized(index)
     except data.DataError as exc:
         raise gr.Error(str(exc)) from None
-    text = templates.render(tok, conversation)
+    text = templates.training_text(tok, conversation)
     instruction_part, response_part = templates.markers(tok, template)
     segments, trained, total = templates.trained_segments(tok, text, instruction_part, response_part,
                                                           int(max_length or 0) or None)
@@ -102,6 +104,7 @@ def wire(tab: TemplateTab, model_name: gr.Textbox, dataset: dataset_tab.DatasetT
     inputs = [model_name, tab.template, dataset.source, dataset.path, dataset.split, dataset.max_rows, tab.row,
               max_length, responses_only, token]
     outputs = [tab.instruction_part, tab.response_part, tab.stats, tab.rendered]
+    tab.inputs, tab.outputs = inputs, outputs
     tab.render.click(render_row, inputs, outputs, api_name="render_template")
     for trigger in (tab.template.change, tab.row.submit):
         trigger(render_row, inputs, outputs, api_visibility="private")
