@@ -23,3 +23,13 @@ def runs_dir(tmp_path_factory):
 def artifacts():
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def launch_app():
+    """The studio as `make run` builds it, on a free port, in this process (close it with .close())."""
+    from studio.ui import build_app, launch_kwargs
+    demo = build_app()
+    kwargs = launch_kwargs()
+    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.queue().launch(**kwargs)
+    return demo

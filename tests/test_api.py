@@ -4,16 +4,13 @@ import time
 import pytest
 from gradio_client import Client
 
+from conftest import launch_app
 from studio import runs
 
 
 @pytest.fixture(scope="module")
 def client():
-    from studio.ui import build_app, launch_kwargs
-    demo = build_app()
-    kwargs = launch_kwargs()
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue().launch(**kwargs)
+    demo = launch_app()
     try:
         yield Client(demo.local_url, verbose=False)
     finally:

@@ -6,6 +6,7 @@ import shutil
 import time
 
 import pytest
+from conftest import launch_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -14,11 +15,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 @pytest.fixture(scope="module")
 def app_url():
-    from studio.ui import build_app, launch_kwargs
-    demo = build_app()
-    kwargs = launch_kwargs()
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue().launch(**kwargs)
+    demo = launch_app()
     yield demo.local_url
     demo.close()
 
@@ -112,5 +109,6 @@ def test_korean_ui(app_url, browser, artifacts):
     # re-attached to the last run: its whole curve is back after a fresh page load
     page.wait_for_function("() => { const p = document.querySelector('#loss-plot .js-plotly-plot');"
                            " return p && p.data && p.data[0].x.length >= 50; }", timeout=30_000)
+    assert "스텝" in page.locator("#train-progress").inner_text()  # server-made text follows the language too
     page.screenshot(path=artifacts / "tab-train-ko.png", full_page=True)
     page.close()

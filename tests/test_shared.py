@@ -5,6 +5,7 @@ import time
 import gradio as gr
 import pytest
 
+from conftest import launch_app
 from studio import runs
 from studio.config import RunConfig
 from studio.ui import train_tab
@@ -54,13 +55,9 @@ def test_a_run_whose_worker_vanished_is_marked_at_startup():
 
 def test_login_is_required_when_credentials_are_set(monkeypatch):
     from gradio_client import Client
-    from studio.ui import build_app, launch_kwargs
     monkeypatch.setenv("STUDIO_USER", "reader")
     monkeypatch.setenv("STUDIO_PASSWORD", "s3cret")
-    demo = build_app()
-    kwargs = launch_kwargs()
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue().launch(**kwargs)
+    demo = launch_app()
     try:
         with pytest.raises(Exception):
             Client(demo.local_url, verbose=False)

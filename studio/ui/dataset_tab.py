@@ -14,6 +14,7 @@ import gradio as gr
 from studio import data
 from studio.config import BUNDLED_DATA, REPO_ROOT, RunConfig
 from studio.runs import runs_root, sanitize_name
+from studio.ui.i18n import t
 
 PAGE_SIZE = 5
 MAX_UPLOAD_MB = 200
@@ -114,7 +115,7 @@ def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | 
     return _cache[key]
 
 
-def preview(source: str, path: str, split: str, max_rows, page, token: str = ""):
+def preview(source: str, path: str, split: str, max_rows, page, token: str = "", request: gr.Request = None):
     """preview_dataset: (info markdown, page number, raw rows, standardized HTML) for one page."""
     try:
         ds = get_dataset(source, path, split, int(max_rows or 0), token or None)
@@ -124,8 +125,7 @@ def preview(source: str, path: str, split: str, max_rows, page, token: str = "")
     except data.DataError as exc:
         raise gr.Error(str(exc)) from None
     extra = ", ".join(f"`{c}`" for c in ds.extra_columns) or "—"
-    info = (f"**{ds.name}** · {len(ds):,} rows · format **{ds.format}** · extra columns: {extra} · "
-            f"page {page} / {pages}")
+    info = t("data_info", request, name=ds.name, rows=len(ds), fmt=ds.format, extra=extra, page=page, pages=pages)
     first = (page - 1) * PAGE_SIZE
     return info, page, [{"row": first + i + 1, **_trim(r)} for i, r in enumerate(raw)], conversations_html(std, first)
 
@@ -156,18 +156,21 @@ def conversations_html(conversations: list[list[dict]], first_row: int) -> str:
     return '<div class="std-view">' + "".join(blocks) + "</div>"
 
 
-def preview_first(source, path, split, max_rows, _page, token=""):
-    return preview(source, path, split, max_rows, 1, token)
+def preview_first(source, path, split, max_rows, _page, token="", request: gr.Request = None):
+    return preview(source, path, split, max_rows, 1, token, request)
 
 
 def wire(tab: DatasetTab, token: gr.Textbox) -> None:
     inputs = [tab.source, tab.path, tab.split, tab.max_rows, tab.page, token]
     outputs = [tab.info, tab.page, tab.raw, tab.standardized]
     tab.load.click(preview_first, inputs, outputs, api_name="preview_dataset")
-    tab.prev.click(lambda s, p, sp, m, pg, tk: preview(s, p, sp, m, int(pg or 1) - 1, tk), inputs, outputs,
-                   api_visibility="private")
-    tab.next.click(lambda s, p, sp, m, pg, tk: preview(s, p, sp, m, int(pg or 1) + 1, tk), inputs, outputs,
-                   api_visibility="private")
+    def turn(step):
+        def handler(source, path, split, max_rows, page, token, request: gr.Request):
+            return preview(source, path, split, max_rows, int(page or 1) + step, token, request)
+        return handler
+
+    tab.prev.click(turn(-1), inputs, outputs, api_visibility="private")
+    tab.next.click(turn(+1), inputs, outputs, api_visibility="private")
     tab.page.submit(preview, inputs, outputs, api_visibility="private")
     tab.upload.upload(store_upload, tab.upload, [tab.source, tab.path], api_visibility="private").then(
         preview_first, inputs, outputs, api_visibility="private")

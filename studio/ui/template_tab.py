@@ -10,6 +10,7 @@ import gradio as gr
 from studio import data, models, templates
 from studio.config import RunConfig, resolve_path
 from studio.ui import dataset_tab
+from studio.ui.i18n import t
 
 _tokenizers: OrderedDict = OrderedDict()  # (model, template) -> tokenizer with the template applied
 
@@ -65,7 +66,8 @@ def tokenizer_for(model_name: str, template: str, token: str | None = None):
     return _tokenizers[key]
 
 
-def render_row(model_name, template, source, path, split, max_rows, row, max_length, responses_only, token=""):
+def render_row(model_name, template, source, path, split, max_rows, row, max_length, responses_only, token="",
+               request: gr.Request = None):
     """render_template: the row as training text, with what train_on_responses_only keeps highlighted."""
     tok = tokenizer_for(model_name, template, token or None)
     try:
@@ -85,8 +87,8 @@ def render_row(model_name, template, source, path, split, max_rows, row, max_len
     for seg in segments:
         body = _mark(html.escape(seg.text), instruction_part, response_part)
         parts.append(f'<span class="{"trained" if seg.trained else "masked"}">{body}</span>')
-    truncated = f" · cut to max_length {int(max_length)}" if max_length and total >= int(max_length) else ""
-    stats = f"row {index + 1} of {len(ds):,} · **{trained} of {total} tokens trained**{truncated}"
+    cut = t("template_cut", request, n=int(max_length)) if max_length and total >= int(max_length) else ""
+    stats = t("template_stats", request, row=index + 1, rows=len(ds), trained=trained, total=total, cut=cut)
     return instruction_part, response_part, stats, '<pre class="rendered">' + "".join(parts) + "</pre>"
 
 

@@ -241,7 +241,7 @@ def poll(state, request: gr.Request | None = None):
         state["step"] = step
         plot = training_figure(logs)
     live = status.get("state") in runs.ACTIVE_STATES
-    return (state, progress_line(status, logs, run_dir.name), plot, summary_text(tail.events, status),
+    return (state, progress_line(status, logs, run_dir.name, request), plot, summary_text(tail.events, status),
             error_text(status, request), gr.Timer(active=live))
 
 
@@ -253,7 +253,7 @@ def _clock(seconds: float | None) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def progress_line(status: dict, logs: list[dict], run_id: str) -> str:
+def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> str:
     state = status.get("state", "created")
     step, total = status.get("step", 0), status.get("max_steps") or 0
     last = logs[-1] if logs else {}
@@ -262,16 +262,17 @@ def progress_line(status: dict, logs: list[dict], run_id: str) -> str:
         elapsed = time.time() - status["started_at"]
     eta = elapsed / step * (total - step) if step and total and elapsed else None
     pct = f" · {100 * step / total:.0f}%" if total else ""
-    parts = [f"**{run_id}** · `{state}` · step **{step} / {total or '?'}**{pct}",
-             f"elapsed {_clock(elapsed)} · ETA {_clock(eta) if state in runs.ACTIVE_STATES else '–'}"]
+    parts = [f"**{run_id}** · `{state}` · {t('progress_step', request)} **{step} / {total or '?'}**{pct}",
+             t("progress_elapsed", request, elapsed=_clock(elapsed),
+               eta=_clock(eta) if state in runs.ACTIVE_STATES else "–")]
     rates = [e["tokens_per_s"] for e in logs[-5:] if e.get("tokens_per_s")]
     if rates:
-        parts.append(f"{sum(rates) / len(rates):,.0f} tokens/s")
+        parts.append(t("progress_tokens", request, rate=f"{sum(rates) / len(rates):,.0f}"))
     if last.get("device") == "cuda":
-        parts.append(f"GPU peak reserved {last['peak_reserved_gb']:.2f} GB ({last['peak_pct']:.1f}% of "
-                     f"{last['total_gb']:.0f} GB), training {last['peak_training_gb']:.2f} GB")
+        parts.append(t("progress_gpu", request, peak=last["peak_reserved_gb"], pct=last["peak_pct"],
+                       total=last["total_gb"], train=last["peak_training_gb"]))
     elif last.get("device") == "cpu":
-        parts.append(f"process memory peak {last['process_peak_gb']:.2f} GB")
+        parts.append(t("progress_cpu", request, peak=last["process_peak_gb"]))
     bar = ""
     if total:
         filled = int(30 * step / total)
