@@ -6,6 +6,7 @@ the step moved. Reloading the page re-attaches to whatever run is live.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -172,8 +173,7 @@ def start(keys, values, token, request: gr.Request | None = None):
     run_dir = runs.create_run(cfg)
     try:
         runs.start_worker(run_dir, env={"HF_TOKEN": token} if token else None)
-    except runs.Busy as exc:
-        import shutil
+    except runs.Busy as exc:  # lost a race with another browser: leave nothing behind
         shutil.rmtree(run_dir, ignore_errors=True)
         raise gr.Error(t("err_busy", request, run=exc.run_dir.name)) from None
     gr.Info(t("started", request, run=run_dir.name))
