@@ -147,6 +147,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "template_stats": ("row {row} of {rows:,} · **{trained} of {total} tokens trained**{cut}",
                        "{rows:,}행 중 {row}행 · **{total}개 토큰 중 {trained}개 학습**{cut}"),
     "template_cut": (" · cut to max_length {n}", " · max_length {n}에서 잘림"),
+    "adapter_saved": ("Adapter saved: chat with it on the Chat tab.", "어댑터를 저장했습니다: 대화 탭에서 대화해 보세요."),
     "progress_idle": ("No training yet. Press Start.", "아직 훈련 전입니다. 시작을 누르세요."),
     "loss_plot": ("Loss, learning rate and grad norm", "손실, 학습률, 그래디언트 노름"),
     "advanced": ("More settings", "추가 설정"),

@@ -241,8 +241,8 @@ def poll(state, request: gr.Request | None = None):
         state["step"] = step
         plot = training_figure(logs)
     live = status.get("state") in runs.ACTIVE_STATES
-    return (state, progress_line(status, logs, run_dir.name, request), plot, summary_text(tail.events, status),
-            error_text(status, request), gr.Timer(active=live))
+    return (state, progress_line(status, logs, run_dir.name, request), plot,
+            summary_text(tail.events, status, request), error_text(status, request), gr.Timer(active=live))
 
 
 def _clock(seconds: float | None) -> str:
@@ -280,7 +280,8 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
     return " · ".join(parts) + bar
 
 
-def summary_text(events: list[dict], status: dict) -> str:
+def summary_text(events: list[dict], status: dict, request=None) -> str:
+    """The chapter's printed summary lines (kept in the notebook's words), then what to do next."""
     lines = []
     for e in events:
         if e.get("event") == "model":
@@ -303,7 +304,7 @@ def summary_text(events: list[dict], status: dict) -> str:
                       f"Peak reserved memory for training % of max memory = {end['training_pct']} %."]
         else:
             lines.append(f"Process memory peak = {end.get('process_peak_gb')} GB (CPU).")
-        lines.append("Adapter saved: chat with it on the Chat tab.")
+        lines.append(t("adapter_saved", request))
     return "\n".join(f"- {x}" for x in lines if x)
 
 
