@@ -79,8 +79,8 @@ class Dataset:
 def load_dataset_source(source: str, path: str = "", split: str = "train", max_rows: int = 0,
                         token: str | None = None) -> Dataset:
     """The one entry point for the UI and the worker: same rows, same format, same standardization."""
-    if source == "bundled":
-        ds = load_file(resolve_path(path or BUNDLED_DATA), display_name=Path(path or BUNDLED_DATA).name)
+    if source == "bundled":  # never another path: the field cannot be used to read server files this way
+        ds = load_file(resolve_path(BUNDLED_DATA), display_name=Path(BUNDLED_DATA).name)
     elif source == "file":
         if not path:
             raise DataError("no file chosen")

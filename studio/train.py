@@ -84,8 +84,9 @@ class StudioCallback(TrainerCallback):
                 raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
             raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
         elapsed = time.time() - self.t0
-        self.files.set(state=self.files.status.get("state", "running") if self.files.status.get("state") == "stopping"
-                       else "running", step=state.global_step, max_steps=state.max_steps, elapsed_s=round(elapsed, 2))
+        stopping = self.files.status.get("state") == "stopping"
+        self.files.set(state="stopping" if stopping else "running", step=state.global_step,
+                       max_steps=state.max_steps, elapsed_s=round(elapsed, 2))
         if (self.files.dir / "STOP").exists():
             self.files.set(state="stopping")
             control.should_save = True  # a checkpoint to resume from

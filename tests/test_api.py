@@ -60,3 +60,8 @@ def test_start_status_stop_and_chat(client):
     run_id = runs.list_runs()[0]["id"]
     history, _ = client.predict("What is 7 + 5?", [], run_id, 24, 0.0, "qwen-3", api_name="/chat")
     assert history[-1]["role"] == "assistant" and history[-1]["content"]
+
+
+def test_chat_with_an_unloadable_base_model_says_why(client):
+    with pytest.raises(Exception, match="could not load 'no/such-model'"):
+        client.predict("hi", [], "base:no/such-model", 8, 0.0, "qwen-3", api_name="/chat")

@@ -57,6 +57,12 @@ def test_paging_standardizes_only_the_page(tmp_path):
         ds.page(2, 10)
 
 
+def test_bundled_source_never_reads_another_path(tmp_path):
+    other = write_jsonl(tmp_path / "secret.jsonl", [OPENAI])
+    ds = data.load_dataset_source("bundled", str(other))
+    assert ds.name == "sample_chat.jsonl" and ds.format == "sharegpt"
+
+
 def test_bundled_sample_matches_unsloth_standardize_data_formats():
     import unsloth  # noqa: F401
     from datasets import Dataset

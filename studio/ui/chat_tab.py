@@ -65,8 +65,11 @@ def respond(message: str, history: list, choice: str, max_new_tokens: int, tempe
         if not choice.startswith(BASE_PREFIX):
             runs.resolve_run(choice)  # refuses anything outside runs/
         ENGINE.load(choice, runs.runs_root(), template=template)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:  # not a run of ours
         raise gr.Error(str(exc)) from None
+    except Exception as exc:  # offline Hub, missing files, out of memory: say it, keep the page alive
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise gr.Error(f"could not load '{choice.removeprefix(BASE_PREFIX)}': {first[:300]}") from None
     stop = _stops.setdefault(getattr(request, "session_hash", "") or "api", threading.Event())
     stop.clear()
     history = list(history or []) + [{"role": "user", "content": message}]

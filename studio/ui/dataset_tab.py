@@ -105,7 +105,7 @@ def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | 
     if source == "file":
         path = str(check_file_path(path))
     elif source == "bundled":
-        path = path if path.endswith(Path(BUNDLED_DATA).suffix) and "assets/" in path else BUNDLED_DATA
+        path = BUNDLED_DATA
     key = (source, path, split, int(max_rows or 0))
     if key not in _cache:
         _cache[key] = data.load_dataset_source(source, path, split, int(max_rows or 0), token=token)
