@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONUNBUFFERED = 1
 
-.PHONY: run test assets bench-cpu clean
+.PHONY: run test test-fast assets bench-cpu clean
 
 .venv/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv .venv
@@ -20,6 +20,9 @@ run: .venv/.installed
 test: .venv/.test-installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests  # tests never touch the Hub
 
+test-fast: .venv/.test-installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests
+
 # Rebuild the bundled tiny model and sample data (deterministic; the results are committed).
 assets: .venv/.installed
 	$(PY) assets/make_sample_data.py
@@ -28,6 +31,7 @@ assets: .venv/.installed
 bench-cpu: .venv/.installed
 	$(PY) bench/cpu_default_run.py
 	$(PY) bench/cpu_dataset_tab.py
+	$(PY) bench/cpu_big_data.py
 
 clean:
 	rm -rf runs test-artifacts .pytest_cache

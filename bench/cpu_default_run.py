@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cpu_default_run.py [--repeat 1]
 
-Start = runs.create_run + runs.start_worker (what the Start button calls); the end is the moment
+Start = runs.create_run + runs.launch (what Start does when the machine is free; a fresh worker process); the end is the moment
 status.json says `completed` (after save_pretrained). Target (issue 4): at most 60 s on 2 cores.
 """
 import argparse
@@ -22,10 +22,10 @@ def one_run() -> dict:
     from studio.config import RunConfig
     run_dir = runs.create_run(RunConfig())
     t0 = time.perf_counter()
-    runs.start_worker(run_dir)
+    runs.launch(run_dir)
     while True:
         runs.reap()
-        status = runs.read_status(run_dir)
+        status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             break
         time.sleep(0.2)

@@ -5,7 +5,7 @@
 
 Writes config.yaml through studio.config.RunConfig (chapter_recipe() with model.name = the local
 folder, data.source="file", data.path = the .jsonl, train.max_steps = --steps), creates the run
-folder and starts `python -m studio.train RUN_DIR` with studio.runs.create_run/start_worker (what the
+folder and starts `python -m studio.train RUN_DIR` with studio.runs.create_run/launch (what the
 Train tab's Start does), waits for a final state, then reads RUN_DIR/metrics.jsonl ("log" events:
 time, tokens_seen) and status.json (memory figures). Steady tokens/s: bench.gpu_common.steady, the
 same definition as the bare script's. --load-in-4bit/--micro-batch/--accum/--gc override the recipe;
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     run_dir = runs.create_run(cfg)
     t0 = time.time()
-    pid = runs.start_worker(run_dir)
+    pid = runs.launch(run_dir)
 
     def _term(signum, frame):  # an outer `timeout` must not leave the worker (its own session) on the GPU
         runs.kill(run_dir)
@@ -85,13 +85,13 @@ def main(argv=None) -> int:
     status = {}
     while time.time() - t0 < a.timeout:
         runs.reap()
-        status = runs.read_status(run_dir)
+        status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             break
         time.sleep(0.25)
     else:
         runs.kill(run_dir)
-        status = runs.read_status(run_dir)
+        status = runs.view(run_dir)
         status["bench_timeout"] = True
     wall = time.time() - t0
 

@@ -52,7 +52,11 @@ class ChatEngine:
 
     def load(self, choice: str, runs_dir: Path | None = None, template: str = "qwen-3",
              max_seq_length: int = 2048, load_in_4bit: bool = False) -> Loaded:
-        if self.loaded and self.loaded.key == choice:
+        # Everything that changes the loaded model or its template is in the key (a run's own settings come
+        # from its config.yaml; a base model's from the form).
+        key = json.dumps([choice, template, int(max_seq_length), bool(load_in_4bit)]) \
+            if choice.startswith(BASE_PREFIX) else json.dumps([choice, str(runs_dir)])
+        if self.loaded and self.loaded.key == key:
             return self.loaded
         import unsloth  # noqa: F401
         import torch
@@ -89,7 +93,7 @@ class ChatEngine:
                 from transformers import AutoTokenizer
                 tokenizer = AutoTokenizer.from_pretrained(str(adapter))
         FastLanguageModel.for_inference(model)
-        self.loaded = Loaded(choice, model, tokenizer)
+        self.loaded = Loaded(key, model, tokenizer)
         return self.loaded
 
     def stream(self, messages: list[dict], max_new_tokens: int = 128, temperature: float = 0.0,

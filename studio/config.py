@@ -88,21 +88,56 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
-        data = dict(data or {})
+        if not isinstance(data, dict):
+            raise ConfigError([Problem("config", "err_config_shape")])
         sections = {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig}
-        kwargs = {}
+        kwargs, problems = {}, []
         for key, value in data.items():
             if key in sections:
-                kwargs[key] = _section(sections[key], value or {}, key)
+                if value is not None and not isinstance(value, dict):
+                    problems.append(Problem(key, "err_config_shape"))
+                    continue
+                section, found = _section(sections[key], value or {}, key)
+                kwargs[key] = section
+                problems += found
             elif key == "run_name":
                 kwargs[key] = str(value)
             else:
-                raise ValueError(f"config: unknown key '{key}'")
+                problems.append(Problem(key, "err_unknown_key", {"key": key}))
+        if problems:
+            raise ConfigError(problems)
         return cls(**kwargs)
 
     @classmethod
     def from_yaml(cls, text: str) -> "RunConfig":
-        return cls.from_dict(yaml.safe_load(text) or {})
+        try:
+            tree = yaml.safe_load(text or "")
+        except yaml.YAMLError as exc:
+            raise ConfigError([Problem("config", "err_yaml", {"detail": str(exc).splitlines()[0][:200]})]) from None
+        return cls.from_dict(tree or {})
+
+    def to_flat(self, keys: list[str]) -> list:
+        """The values of dotted keys ("train.learning_rate"), in order: what a form shows."""
+        tree = self.to_dict()
+        out = []
+        for key in keys:
+            node = tree
+            for part in key.split("."):
+                node = node[part]
+            out.append(node)
+        return out
+
+    @classmethod
+    def from_flat(cls, keys: list[str], values: list) -> "RunConfig":
+        """A config from a form's dotted keys and values (the rest at its defaults)."""
+        tree: dict = {}
+        empty = [Problem(k, "err_empty", {"field": k.split(".")[-1]}) for k, v in zip(keys, values) if v is None]
+        if empty:
+            raise ConfigError(empty)
+        for key, value in zip(keys, values):
+            section, _, name = key.rpartition(".")
+            (tree.setdefault(section, {}) if section else tree)[name] = value
+        return cls.from_dict(tree)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
@@ -112,15 +147,40 @@ class RunConfig:
         return cls.from_yaml(Path(path).read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config: the field, a message code (studio/ui/i18n.py) and its parameters."""
+    field: str
+    code: str
+    params: dict = field(default_factory=dict)
+
+    def english(self) -> str:
+        return f"{self.field}: {self.code}" + (f" {self.params}" if self.params else "")
+
+
+class ConfigError(ValueError):
+    """The config cannot be used; `problems` say why, as codes the UI translates."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(p.english() for p in problems))
+
+
 def _section(kind, values: dict, where: str):
     known = {f.name: f for f in fields(kind)}
-    out = {}
+    out, problems = {}, []
     for key, value in values.items():
         if key not in known:
-            raise ValueError(f"config: unknown key '{where}.{key}'")
+            problems.append(Problem(f"{where}.{key}", "err_unknown_key", {"key": f"{where}.{key}"}))
+            continue
         default = getattr(kind(), key)
-        out[key] = _coerce(value, default, f"{where}.{key}")
-    return kind(**out)
+        try:
+            out[key] = _coerce(value, default, f"{where}.{key}")
+        except ValueError:
+            problems.append(Problem(f"{where}.{key}", "err_type", {"key": f"{where}.{key}",
+                                                                  "expected": type(default).__name__,
+                                                                  "got": repr(value)[:60]}))
+    return kind(**out), problems
 
 
 def _coerce(value, default, where):
@@ -149,16 +209,16 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def validate(cfg: RunConfig, context_length: int | None = None) -> list[tuple[str, str]]:
-    """Form checks done before anything starts. Returns (field, message-key) pairs; empty = ok.
+def validate(cfg: RunConfig, context_length: int | None = None) -> list[Problem]:
+    """The one validator: every check done before anything starts. Empty = ok.
 
-    The message keys are looked up in studio.ui.i18n so the UI can say them in either language.
+    Problems carry message codes that studio/ui/i18n.py says in English or Korean.
     """
-    errors: list[tuple[str, str]] = []
+    errors: list[Problem] = []
     t, lo, m = cfg.train, cfg.lora, cfg.model
 
     def bad(name, key):
-        errors.append((name, key))
+        errors.append(Problem(name, key))
 
     if not (t.learning_rate > 0 and math.isfinite(t.learning_rate)):
         bad("learning_rate", "err_lr")

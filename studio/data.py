@@ -13,7 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import random
 import re
+import threading
+from array import array
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +26,7 @@ from typing import Sequence
 from studio.config import BUNDLED_DATA, resolve_path
 
 ALLOWED_EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
+MAX_UPLOAD_MB = 200
 CONVERSATION_COLUMNS = ("conversations", "conversation", "messages", "chat", "dialog", "dialogue")
 ROLE_ALIASES = {
     "system": "system",
@@ -76,23 +82,218 @@ class Dataset:
 
 # ---------------------------------------------------------------- loading
 
+class JsonlRows(Sequence):
+    """The rows of a JSON Lines file, parsed on demand from an index of line offsets.
+
+    Opening a 100,000-row file costs one buffered pass over its bytes (no JSON parsing) and about
+    24 bytes of index per row; a row is read and parsed only when asked for. So the Dataset tab's
+    first page, the Start check and a max_steps run never hold the whole file as Python objects.
+    """
+
+    def __init__(self, path: Path, name: str):
+        self.path, self.name = Path(path), name
+        self.starts, self.ends, self.lines = array("q"), array("q"), array("q")
+        offset = 0
+        with open(self.path, "rb") as f:
+            head = f.read(2)
+            if head in (b"\xff\xfe", b"\xfe\xff"):
+                raise DataError("the file is UTF-16 text (Windows 'Unicode'); save it as UTF-8", file=name)
+            f.seek(0)
+            for number, line in enumerate(f, 1):
+                if line.strip() and line.strip() != b"\xef\xbb\xbf":
+                    self.starts.append(offset)
+                    self.ends.append(offset + len(line))
+                    self.lines.append(number)
+                offset += len(line)
+        self._fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self):
+        try:
+            os.close(self._fd)
+        except (AttributeError, OSError):
+            pass
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start, end, number = self.starts[index], self.ends[index], self.lines[index]
+        raw = os.pread(self._fd, end - start, start)
+        if start == 0 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]  # a BOM: editors on Windows add one
+        return _parse_jsonl_line(raw, self.name, number)
+
+
+class ParquetRows(Sequence):
+    """The rows of a Parquet file, one row group decoded at a time (Arrow memory, not Python objects)."""
+
+    def __init__(self, path: Path, name: str):
+        import pyarrow.parquet as pq
+        try:
+            self.file = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow's message names our full path: keep the name only
+            raise DataError(f"not a readable Parquet file: {_short(exc).replace(str(path), name)}", file=name) from None
+        meta = self.file.metadata
+        self.bounds = [0]
+        for g in range(meta.num_row_groups):
+            self.bounds.append(self.bounds[-1] + meta.row_group(g).num_rows)
+        self.columns = list(self.file.schema_arrow.names)
+        self._group, self._table = -1, None
+
+    def __len__(self) -> int:
+        return self.bounds[-1]
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        import bisect
+        group = bisect.bisect_right(self.bounds, index) - 1
+        if group != self._group:
+            self._group, self._table = group, self.file.read_row_group(group)
+        return self._table.slice(index - self.bounds[group], 1).to_pylist()[0]
+
+
+class FirstRows(Sequence):
+    """The first n rows of another sequence (the Dataset tab's 'use the first N rows')."""
+
+    def __init__(self, rows: Sequence, n: int):
+        self.rows, self.n = rows, min(n, len(rows))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        if index < 0:
+            index += self.n
+        if not 0 <= index < self.n:
+            raise IndexError(index)
+        return self.rows[index]
+
+
 def load_dataset_source(source: str, path: str = "", split: str = "train", max_rows: int = 0,
-                        token: str | None = None) -> Dataset:
-    """The one entry point for the UI and the worker: same rows, same format, same standardization."""
+                        token: str | None = None, allowed_roots: Sequence[Path] | None = None) -> Dataset:
+    """The one entry point for the UI and the worker: same rows, same format, same standardization.
+
+    `allowed_roots`: when given (a shared server), a file must lie under one of them; the rule is applied
+    here, where the file is read, so no caller can skip it.
+    """
     if source == "bundled":  # never another path: the field cannot be used to read server files this way
         ds = load_file(resolve_path(BUNDLED_DATA), display_name=Path(BUNDLED_DATA).name)
     elif source == "file":
         if not path:
             raise DataError("no file chosen")
         # Uploads are stored as <hash>-<name>; messages name the file as the user knows it.
-        ds = load_file(Path(path), display_name=re.sub(r"^[0-9a-f]{12}-", "", Path(path).name))
+        display = re.sub(r"^[0-9a-f]{12}-", "", Path(path).name)
+        ds = load_file(check_path(path, allowed_roots, display), display_name=display)
     elif source == "hub":
         ds = load_hub(path, split, token=token)
     else:
         raise DataError(f"unknown dataset source '{source}'")
     if max_rows and max_rows < len(ds):
-        ds.rows = ds.rows[:max_rows] if isinstance(ds.rows, list) else ds.rows.select(range(max_rows))
+        ds.rows = FirstRows(ds.rows, max_rows)
     return ds
+
+
+def check_path(path: str, allowed_roots: Sequence[Path] | None, display: str = "") -> Path:
+    """The path rule of shared servers: only files under the allowed folders (uploads, bundled assets)."""
+    resolved = resolve_path(path).resolve()
+    if allowed_roots is not None and not any(resolved.is_relative_to(Path(r).resolve()) for r in allowed_roots):
+        raise DataError("on this shared server, only uploaded files can be used", file=display or Path(path).name)
+    return resolved
+
+
+def restricted() -> bool:
+    """On a shared server (a Space, or STUDIO_RESTRICT_PATHS=1) files may only come from uploads."""
+    return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_RESTRICT_PATHS"))
+
+
+def uploads_dir(owner: str | None = None) -> Path:
+    """Where a person's uploads are kept (content-addressed), so config.yaml can name them for good."""
+    from studio.runs import LOCAL_OWNER, runs_root, sanitize_name
+    d = runs_root() / "uploads" / sanitize_name(owner or LOCAL_OWNER)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def allowed_roots(owner: str | None = None) -> list[Path] | None:
+    """The folders a dataset file may come from: anywhere locally; on a shared server, the owner's uploads
+    and the bundled assets."""
+    from studio.config import REPO_ROOT
+    return [uploads_dir(owner), REPO_ROOT / "assets"] if restricted() else None
+
+
+def store_upload(tmp_path: str, owner: str | None = None) -> Path:
+    """Keep an upload under the owner's uploads folder, named by its content's hash."""
+    import hashlib
+    import shutil
+    src = Path(tmp_path)
+    if src.suffix.lower() not in ALLOWED_EXTENSIONS:
+        raise DataError(f"unsupported file type '{src.suffix or '(none)'}'; use one of {', '.join(ALLOWED_EXTENSIONS)}",
+                        file=src.name)
+    if src.stat().st_size > MAX_UPLOAD_MB * 2**20:
+        raise DataError(f"larger than {MAX_UPLOAD_MB} MB", file=src.name)
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    from studio.runs import sanitize_name
+    dest = uploads_dir(owner) / f"{digest.hexdigest()[:12]}-{sanitize_name(src.stem)}{src.suffix.lower()}"
+    if not dest.exists():
+        shutil.copyfile(src, dest)
+    return dest
+
+
+class DatasetCache:
+    """A few loaded datasets, keyed by everything that changes the answer: the source, the file's identity
+    (size, modification time), the split, the row limit, the allowed folders and the token that read it."""
+
+    def __init__(self, size: int = 4):
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, source: str, path: str, split: str, max_rows: int, token: str | None = None,
+            allowed: Sequence[Path] | None = None) -> Dataset:
+        ident = ""
+        if source in ("file", "bundled"):
+            target = check_path(BUNDLED_DATA if source == "bundled" else path, allowed, Path(path or "").name) \
+                if source == "file" or path else resolve_path(BUNDLED_DATA)
+            try:
+                st = target.stat()
+                ident = f"{target}:{st.st_size}:{st.st_mtime_ns}"
+            except OSError:
+                ident = str(target)
+        import hashlib
+        who = hashlib.sha256((token or "").encode()).hexdigest()[:16]
+        key = (source, path if source != "bundled" else "", ident, split, int(max_rows or 0),
+               tuple(map(str, allowed or ())), who)
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        ds = load_dataset_source(source, path, split, int(max_rows or 0), token=token, allowed_roots=allowed)
+        with self.lock:
+            self.items[key] = ds
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return ds
+
+
+DATASETS = DatasetCache()
+
+
+def select_rows(n_rows: int, max_steps: int, rows_per_step: int, seed: int) -> list[int] | None:
+    """The rows a run trains on: with max_steps set, a seeded sample of max_steps x rows-per-step rows
+    (sorted, so reading stays sequential); None = every row (epoch runs, or a file smaller than that).
+    The exported script applies the same rule."""
+    k = max_steps * rows_per_step if max_steps > 0 else 0
+    if not k or k >= n_rows:
+        return None
+    return sorted(random.Random(seed).sample(range(n_rows), k))
 
 
 def load_hub(repo_id: str, split: str = "train", token: str | None = None) -> Dataset:
@@ -118,18 +319,23 @@ def load_file(path: Path, display_name: str | None = None) -> Dataset:
     try:
         if path.stat().st_size == 0:
             raise DataError("the file is empty (0 bytes)", file=name)
-        if ext == ".parquet":
-            rows = _read_parquet(path, name)
-        else:
+        if ext == ".jsonl":
+            rows = JsonlRows(path, name)
+            if not len(rows):
+                raise DataError("the file holds only blank lines or spaces, no data", file=name)
+        elif ext == ".parquet":
+            rows = ParquetRows(path, name)
+        else:  # one JSON document or a CSV: small formats, parsed whole
             text = _read_text(path.read_bytes(), name, ext)
             if not text.strip():
                 raise DataError("the file holds only blank lines or spaces, no data", file=name)
-            rows = {".jsonl": _parse_jsonl, ".json": _parse_json, ".csv": _parse_csv}[ext](text, name)
+            rows = {".json": _parse_json, ".csv": _parse_csv}[ext](text, name)
     except OSError as exc:  # unreadable: permissions, a vanished upload
         raise DataError(f"could not read the file ({exc.strerror or 'an input/output error'})", file=name) from None
-    if not rows:
+    if not len(rows):
         raise DataError("the file has no rows", file=name)
-    columns = list(dict.fromkeys(k for r in rows[:50] for k in r))
+    columns = rows.columns if isinstance(rows, ParquetRows) else \
+        list(dict.fromkeys(k for r in _head(rows, 50) for k in r))
     return _make_dataset(name, rows, columns)
 
 
@@ -147,25 +353,26 @@ def _read_text(data: bytes, name: str, ext: str) -> str:
         raise DataError(cause, file=name, row=line) from None  # JSONL and CSV: line n is row n
 
 
-def _parse_jsonl(text: str, name: str) -> list[dict]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            hint = " (is the file one JSON document over many lines? name it .json)" \
-                if n == 1 and line.strip() in ("[", "{") else ""
-            raise DataError(f"invalid JSON on this line ({exc.msg}, column {exc.colno}){hint}",
-                            file=name, row=n) from None
-        except (RecursionError, ValueError) as exc:  # brackets nested thousands deep; a 5,000-digit number
-            raise DataError(f"this line can't be read as JSON: {_json_limit(exc)}", file=name, row=n) from None
-        if not isinstance(row, dict):
-            hint = " (if the whole file is one JSON list, name it .json)" if isinstance(row, list) else ""
-            raise DataError(f"each line must be a JSON object {{...}}, got {_kind(row)}{hint}", file=name, row=n)
-        rows.append(row)
-    return rows
+def _parse_jsonl_line(raw: bytes, name: str, n: int) -> dict:
+    """One line of a JSON Lines file; n is its line number (what the user's editor shows)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text: byte 0x{raw[exc.start]:02X} can't be read (the file was probably saved as "
+                        "Latin-1 or Windows-1252); save it as UTF-8", file=name, row=n) from None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        hint = " (is the file one JSON document over many lines? name it .json)" \
+            if n == 1 and line.strip() in ("[", "{") else ""
+        raise DataError(f"invalid JSON on this line ({exc.msg}, column {exc.colno}){hint}",
+                        file=name, row=n) from None
+    except (RecursionError, ValueError) as exc:  # brackets nested thousands deep; a 5,000-digit number
+        raise DataError(f"this line can't be read as JSON: {_json_limit(exc)}", file=name, row=n) from None
+    if not isinstance(row, dict):
+        hint = " (if the whole file is one JSON list, name it .json)" if isinstance(row, list) else ""
+        raise DataError(f"each line must be a JSON object {{...}}, got {_kind(row)}{hint}", file=name, row=n)
+    return row
 
 
 def _parse_json(text: str, name: str) -> list[dict]:
@@ -235,7 +442,6 @@ def _read_parquet(path: Path, name: str) -> list[dict]:
 def _make_dataset(name: str, rows: Sequence[dict], columns: list[str]) -> Dataset:
     fmt, column = detect_format(rows, columns, name)
     ds = Dataset(name=name, rows=rows, format=fmt, conversation_column=column, columns=columns)
-    _check_schema(ds)
     return ds
 
 
@@ -272,25 +478,15 @@ def _head(rows, n=20):
     return (rows[i] for i in range(min(n, len(rows))))
 
 
-def _check_schema(ds: Dataset) -> None:
-    """Mixed schemas are caught up front (cheaply, on list rows) so a bad row 5,000 doesn't fail
-    training an hour in. Hub datasets are Arrow tables and already have one schema."""
-    if not isinstance(ds.rows, list):
-        return
-    need = [ds.conversation_column] if ds.conversation_column else ["instruction", "output"]
-    for n, row in enumerate(ds.rows, 1):
-        for key in need:
-            if key not in row:
-                raise DataError(f"missing: this row has {sorted(row)[:6]}, but the file's first rows are "
-                                f"{FORMAT_NAMES[ds.format]}; every row must use the same format",
-                                file=ds.name, row=n, column=key)
-
-
 # ---------------------------------------------------------------- standardization
 
 def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
     """One row to [{role, content}], roles mapped to system/user/assistant."""
     where = dict(file=ds.name, row=index + 1)
+    for key in [ds.conversation_column] if ds.conversation_column else ["instruction", "output"]:
+        if key not in row:  # a row of another format (files are checked row by row, as they are read)
+            raise DataError(f"missing: this row has {sorted(row)[:6]}, but the file's first rows are "
+                            f"{FORMAT_NAMES[ds.format]}; every row must use the same format", column=key, **where)
     if ds.format == "alpaca":
         instruction, extra = _text(row, "instruction", where), row.get("input") or ""
         if not isinstance(extra, str):

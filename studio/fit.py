@@ -321,7 +321,10 @@ def describe(cfg, free_gb: float | None = None, lengths: list[int] | None = None
     rec = recipe_estimate(mc, t.max_length, free_gb, lengths, steps, cfg.lora.r)
     best = pick_for_run(cfg, free_gb, lengths)
     rows = [("the chapter's settings", rec), ("fit to this GPU", best)]
-    lines = [f"GPU free: {free_gb:.1f} GiB", "", "| | settings | est. peak GiB | worst case GiB | est. speed |",
+    planned = (f"planned on {len(lengths)} sampled rows of this dataset (mean {sum(lengths) / len(lengths):,.0f} "
+               f"tokens, longest {max(lengths):,})" if lengths else f"every row assumed {t.max_length} tokens long")
+    lines = [f"GPU free: {free_gb:.1f} GiB · {planned}", "",
+             "| | settings | est. peak GiB | worst case GiB | est. speed |",
              "| --- | --- | --- | --- | --- |"]
     for name, e in rows:
         lines.append(f"| {name} | {e.label} | {e.peak_gb:.1f} | {e.worst_gb:.1f} | {e.tokens_per_s_rel:.1f}x |")
@@ -329,3 +332,16 @@ def describe(cfg, free_gb: float | None = None, lengths: list[int] | None = None
         lines.append("")
         lines.append("Even the chapter's settings may not fit: shorten max_length or free GPU memory.")
     return "\n".join(lines)
+
+
+def dataset_lengths(cfg, token: str | None = None, user=None, n: int = 256) -> list[int] | None:
+    """Token lengths of a seeded sample of the run's own rows (template + EOS), or None if they cannot be read
+    (then the estimate assumes every row is max_length long)."""
+    from studio import data, prepare, templates
+    try:
+        ds = data.DATASETS.get(cfg.data.source, cfg.data.path, cfg.data.split, cfg.data.max_rows, token,
+                               data.allowed_roots(getattr(user, "name", None)))
+        tok = templates.TOKENIZERS.get(cfg.model.name, cfg.data.template, token)
+        return prepare.sample_lengths(ds, tok, n=n, seed=cfg.train.seed)
+    except Exception:  # offline Hub, a bad row: plan for the worst case instead
+        return None

@@ -26,7 +26,8 @@ PRESETS = [
     ("Gemma-3-4B-it 4-bit", "unsloth/gemma-3-4b-it-unsloth-bnb-4bit"),
     ("Phi-4-mini 4-bit", "unsloth/Phi-4-mini-instruct-unsloth-bnb-4bit"),
 ]
-HUB_TIMEOUT_S = 5
+HUB_TIMEOUT_S = 5      # one request
+HUB_DEADLINE_S = 8     # the whole question, retries included: then a clear message
 
 
 class ModelError(ValueError):
@@ -58,7 +59,7 @@ def is_local(name: str) -> bool:
 
 
 def load_model_config(name: str, token: str | None = None) -> dict:
-    """config.json as a dict. A Hub id with no network fails within HUB_TIMEOUT_S, never hangs."""
+    """config.json as a dict. A Hub id with no network fails within HUB_DEADLINE_S, never hangs."""
     name = (name or "").strip()
     if not name:
         raise ModelError("err_model")
@@ -69,12 +70,12 @@ def load_model_config(name: str, token: str | None = None) -> dict:
         return json.loads(path.read_text())
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
         raise ModelError(f"'{name}' is neither a local model folder nor a Hub id (owner/name)")
-    from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
     try:
-        path = hf_hub_download(name, "config.json", token=token or None)
+        path = with_deadline(lambda: _download_config(name, token), HUB_DEADLINE_S)
+    except TimeoutError:
+        raise ModelError(f"'{name}': the Hugging Face Hub did not answer within {HUB_DEADLINE_S} s "
+                         "(network down or very slow?). Use the bundled model or a local folder.") from None
     except RepositoryNotFoundError:
         raise ModelError(f"'{name}' was not found on the Hugging Face Hub (or it is private: add a token)") from None
     except LocalEntryNotFoundError:
@@ -83,6 +84,36 @@ def load_model_config(name: str, token: str | None = None) -> dict:
     except (HfHubHTTPError, OSError) as exc:
         raise ModelError(f"'{name}': could not reach the Hugging Face Hub ({str(exc).splitlines()[0][:200]})") from None
     return json.loads(Path(path).read_text())
+
+
+def _download_config(name: str, token: str | None) -> str:
+    from huggingface_hub import constants, hf_hub_download
+    # huggingface_hub reads its timeout variables once, at import: set the values it really uses.
+    constants.HF_HUB_ETAG_TIMEOUT = min(constants.HF_HUB_ETAG_TIMEOUT, HUB_TIMEOUT_S)
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = min(constants.HF_HUB_DOWNLOAD_TIMEOUT, HUB_TIMEOUT_S)
+    return hf_hub_download(name, "config.json", token=token or None, etag_timeout=HUB_TIMEOUT_S)
+
+
+def with_deadline(fn, seconds: float):
+    """fn() in a helper thread, or TimeoutError after `seconds` (a socket that never answers cannot hang us;
+    the thread is left to finish on its own)."""
+    import threading
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError(f"no answer within {seconds} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 @dataclass

@@ -94,3 +94,37 @@ def trained_segments(tokenizer, text: str, instruction_part: str, response_part:
             start = i
     trained = sum(1 for x in labels if x != -100)
     return segments, trained, len(ids)
+
+
+class TokenizerCache:
+    """Tokenizers with a chat template applied, keyed by model, template and the token that fetched them
+    (a private model's tokenizer is never served to someone without that token)."""
+
+    def __init__(self, size: int = 3):
+        from collections import OrderedDict
+        import threading
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, model_name: str, template: str, token: str | None = None):
+        import hashlib
+        key = (model_name, template, hashlib.sha256((token or "").encode()).hexdigest()[:16])
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        import unsloth  # noqa: F401  (before transformers)
+        from transformers import AutoTokenizer
+        from studio import models
+        from studio.config import resolve_path
+        models.load_model_config(model_name, token)  # fails fast and clearly when offline (ModelError)
+        path = resolve_path(model_name)
+        tok = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model_name, token=token or None)
+        tok = apply_template(tok, template)
+        with self.lock:
+            self.items[key] = tok
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return tok
+
+
+TOKENIZERS = TokenizerCache()

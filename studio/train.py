@@ -3,8 +3,14 @@
     python -m studio.train runs/<run>            # what the Train tab's Start runs
     python -m studio.train runs/<run> --resume   # continue from the run's last checkpoint
 
-Reads <run>/config.yaml; writes status.json, metrics.jsonl, checkpoints/ and adapter/. It talks
-to the UI only through those files, so closing the browser never touches it.
+Reads <run>/config.yaml; writes status.json (it alone), metrics.jsonl, checkpoints/ and adapter/. It talks to
+the app only through those files, so closing the browser never touches it. It holds the machine's lock and the
+run's lock (studio/runs.py) for its whole life; the app hands them over when it launches the worker, and a
+worker started by hand takes them itself.
+
+Every phase from start to step 1 is in status.json as it happens (a heartbeat rewrites it every second), and
+its duration goes into metrics.jsonl: worker start, model download/load, dataset, prepare (rows tokenized of
+the total, with a rate, or "reused"), trainer set-up, first step.
 """
 from __future__ import annotations
 
@@ -12,47 +18,89 @@ import argparse
 import json
 import os
 import resource
+import socket
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
-# Unsloth patches transformers, TRL and PEFT when imported: it must come first.
-import unsloth  # noqa: F401, I001
-from unsloth import FastLanguageModel
-from unsloth.chat_templates import train_on_responses_only
-
-import torch
-from transformers import TrainerCallback
-
-from studio import data as data_mod, templates
+from studio import data as data_mod, prepare, runs, templates
 from studio.config import RunConfig, resolve_path
-from studio.runs import last_checkpoint, read_status, write_json_atomic
 
 GIB = 1024 ** 3
+HEARTBEAT_S = 1.0
 
 
 class RunFiles:
-    """status.json and metrics.jsonl of one run, as the worker writes them."""
+    """status.json and metrics.jsonl of one run, as the worker writes them (the only writer)."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, resume: bool):
         self.dir = run_dir
-        self.status = read_status(run_dir) if (run_dir / "status.json").exists() else {}
-        self.status.update(pid=os.getpid())
+        previous = runs.read_json(run_dir / "status.json") if resume else {}
+        keep = ("step", "max_steps") if resume else ()
+        self.status = {k: previous[k] for k in keep if k in previous}
+        self.status.update(state="starting", pid=os.getpid(), started_at=time.time(), resume=resume, phases=[])
         self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        self.lock = threading.Lock()
+        self.phase_started = time.time()
+        self.write()
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def write(self) -> None:
+        with self.lock:
+            self.status["updated_at"] = time.time()
+            if self.status.get("phase"):
+                self.status["phase_elapsed_s"] = round(time.time() - self.phase_started, 1)
+            runs.write_json_atomic(self.dir / "status.json", self.status)
+
+    def _heartbeat(self) -> None:
+        """No phase may sit silent: the status is rewritten every second while the run is active."""
+        while True:
+            time.sleep(HEARTBEAT_S)
+            if self.status.get("state") not in runs.ACTIVE_STATES:
+                return
+            try:
+                self.write()
+            except OSError:
+                pass
 
     def event(self, kind: str, **fields) -> None:
         fields = {"event": kind, "time": round(time.time(), 3), **fields}
-        self.metrics.write(json.dumps(fields, ensure_ascii=False) + "\n")
-        self.metrics.flush()  # the UI polls this file: every line must be visible at once
+        with self.lock:
+            self.metrics.write(json.dumps(fields, ensure_ascii=False) + "\n")
+            self.metrics.flush()  # the app polls this file: every line must be visible at once
 
     def set(self, **fields) -> None:
-        self.status.update(fields, updated_at=time.time())
-        write_json_atomic(self.dir / "status.json", self.status)
+        with self.lock:
+            self.status.update(fields)
+        self.write()
+
+    def phase(self, name: str | None, **progress) -> None:
+        """End the current phase (its duration goes to the summary) and begin `name` (None: training)."""
+        now = time.time()
+        with self.lock:
+            current = self.status.get("phase")
+            if current:
+                took = round(now - self.phase_started, 2)
+                self.status["phases"].append({"phase": current, "seconds": took,
+                                              **({"detail": self.status["progress"].get("detail")}
+                                                 if self.status.get("progress", {}).get("detail") else {})})
+            self.status.update(phase=name, progress=progress)
+            self.phase_started = now
+        if current:
+            self.event("phase", phase=current, seconds=self.status["phases"][-1]["seconds"])
+        self.write()
+
+    def progress(self, **progress) -> None:
+        with self.lock:
+            self.status["progress"] = {**self.status.get("progress", {}), **progress}
+        # the heartbeat writes it within a second; frequent callers stay cheap
 
 
 def memory_figures(start_reserved_gb: float) -> dict:
     """The chapter's memory cell: peak reserved, the part used by training, % of the card."""
+    import torch
     if torch.cuda.is_available():
         total = torch.cuda.get_device_properties(0).total_memory / GIB
         peak = torch.cuda.max_memory_reserved() / GIB
@@ -64,49 +112,62 @@ def memory_figures(start_reserved_gb: float) -> dict:
     return {"device": "cpu", "process_peak_gb": round(rss_peak, 3)}
 
 
-class StudioCallback(TrainerCallback):
-    """Feeds metrics.jsonl (the live plot) and honours the STOP file between optimizer steps."""
+def make_callback(files: RunFiles, start_reserved_gb: float):
+    import torch
+    from transformers import TrainerCallback
 
-    def __init__(self, files: RunFiles, start_reserved_gb: float):
-        self.files, self.start_reserved_gb = files, start_reserved_gb
-        self.t0 = time.time()
-        self.last_tokens, self.last_time = 0, None
-        self.fault_step = int(os.environ.get("STUDIO_FAULT_AT_STEP", "0"))  # tests provoke a crash here
+    class StudioCallback(TrainerCallback):
+        """Feeds metrics.jsonl (the live plot) and honours the STOP file between optimizer steps."""
 
-    def on_train_begin(self, args, state, control, **kw):
-        self.last_time = time.time()
-        self.files.set(state="running", step=state.global_step, max_steps=state.max_steps)
-        self.files.event("train_begin", step=state.global_step, max_steps=state.max_steps)
+        def __init__(self):
+            self.t0 = time.time()
+            self.last_tokens, self.last_time = 0, None
+            self.fault_step = int(os.environ.get("STUDIO_FAULT_AT_STEP", "0"))  # tests provoke a crash here
+            from studio.jobs import caps
+            self.caps = caps()  # the deployment's per-run limits (a shared Space)
 
-    def on_step_end(self, args, state, control, **kw):
-        if self.fault_step and state.global_step >= self.fault_step:
-            if os.environ.get("STUDIO_FAULT_KIND") == "oom":
-                raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
-            raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
-        elapsed = time.time() - self.t0
-        stopping = self.files.status.get("state") == "stopping"
-        self.files.set(state="stopping" if stopping else "running", step=state.global_step,
-                       max_steps=state.max_steps, elapsed_s=round(elapsed, 2))
-        if (self.files.dir / "STOP").exists():
-            self.files.set(state="stopping")
-            control.should_save = True  # a checkpoint to resume from
-            control.should_training_stop = True
-        return control
+        def on_train_begin(self, args, state, control, **kw):
+            self.last_time = time.time()
+            files.phase("first_step")
+            files.set(step=state.global_step, max_steps=state.max_steps)
+            files.event("train_begin", step=state.global_step, max_steps=state.max_steps)
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        logs = dict(logs or {})
-        if "train_loss" in logs:
-            return  # the final summary goes into the end event
-        now = time.time()
-        tokens = getattr(state, "num_input_tokens_seen", 0) or 0
-        rate = None
-        if self.last_time and tokens > self.last_tokens:
-            rate = (tokens - self.last_tokens) / max(1e-6, now - self.last_time)
-        self.last_tokens, self.last_time = tokens, now
-        keep = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
-        self.files.event("log", step=state.global_step, max_steps=state.max_steps, tokens_seen=tokens,
-                         tokens_per_s=round(rate, 1) if rate else None, elapsed_s=round(now - self.t0, 2),
-                         **keep, **memory_figures(self.start_reserved_gb))
+        def on_step_end(self, args, state, control, **kw):
+            if self.fault_step and state.global_step >= self.fault_step:
+                if os.environ.get("STUDIO_FAULT_KIND") == "oom":
+                    raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
+                raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
+            if files.status.get("phase") == "first_step":
+                files.phase(None)
+            stopping = (files.dir / "STOP").exists()
+            minutes = (time.time() - files.status["started_at"]) / 60
+            if self.caps["steps"] and state.global_step >= self.caps["steps"]:
+                stopping, files.status["stop_reason"] = True, f"steps:{self.caps['steps']}"
+            elif self.caps["minutes"] and minutes >= self.caps["minutes"]:
+                stopping, files.status["stop_reason"] = True, f"minutes:{self.caps['minutes']}"
+            files.set(state="stopping" if stopping else "running", step=state.global_step,
+                      max_steps=state.max_steps, elapsed_s=round(time.time() - self.t0, 2))
+            if stopping:
+                control.should_save = True  # a checkpoint to resume from
+                control.should_training_stop = True
+            return control
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = dict(logs or {})
+            if "train_loss" in logs:
+                return  # the final summary goes into the end event
+            now = time.time()
+            tokens = getattr(state, "num_input_tokens_seen", 0) or 0
+            rate = None
+            if self.last_time and tokens > self.last_tokens:
+                rate = (tokens - self.last_tokens) / max(1e-6, now - self.last_time)
+            self.last_tokens, self.last_time = tokens, now
+            keep = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+            files.event("log", step=state.global_step, max_steps=state.max_steps, tokens_seen=tokens,
+                        tokens_per_s=round(rate, 1) if rate else None, elapsed_s=round(now - self.t0, 2),
+                        **keep, **memory_figures(start_reserved_gb))
+
+    return StudioCallback()
 
 
 def count_tokens_lazily(trainer) -> None:
@@ -137,16 +198,6 @@ def count_tokens_lazily(trainer) -> None:
     trainer._save_checkpoint = lambda *a, **k: (fold(), save(*a, **k))[1]
 
 
-def build_text_dataset(cfg: RunConfig, tokenizer, files: RunFiles):
-    """Load, standardize (role/content) and render every row with the chat template -> a `text` column."""
-    from datasets import Dataset as HFDataset
-    ds = data_mod.load_dataset_source(cfg.data.source, cfg.data.path, cfg.data.split, cfg.data.max_rows,
-                                      token=os.environ.get("HF_TOKEN"))
-    texts = [templates.render(tokenizer, conv) for conv in ds.iter_conversations()]
-    files.event("dataset", rows=len(texts), format=ds.format, name=ds.name)
-    return HFDataset.from_dict({"text": texts})
-
-
 def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
     from trl import SFTConfig
     t = cfg.train
@@ -155,7 +206,6 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
         optim = "adamw_torch"  # bitsandbytes' 8-bit optimizers need a GPU
     return SFTConfig(
         output_dir=str(run_dir / "checkpoints"),
-        dataset_text_field="text",
         max_length=t.max_length,
         packing=t.packing,
         per_device_train_batch_size=t.per_device_train_batch_size,
@@ -178,17 +228,84 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
     )
 
 
-def run(run_dir: Path, resume: bool = False) -> int:
-    files = RunFiles(run_dir)
-    files.set(state="starting", resume=resume)
+def model_source(cfg: RunConfig, files: RunFiles) -> str:
+    """A local folder as is; a Hub id downloaded first with progress (bytes of the total), then loaded."""
+    path = resolve_path(cfg.model.name)
+    if path.is_dir():
+        return str(path)
+    from huggingface_hub import snapshot_download
+    files.phase("model_download")
+    try:
+        return snapshot_download(cfg.model.name, token=os.environ.get("HF_TOKEN") or None,
+                                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"],
+                                 tqdm_class=progress_bar(files))
+    except Exception as exc:
+        raise RuntimeError(f"could not download {cfg.model.name}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def progress_bar(files: RunFiles):
+    """A tqdm class that reports huggingface_hub's byte counts to status.json instead of a terminal."""
+    from tqdm.auto import tqdm
+
+    class StatusBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            kwargs["file"] = open(os.devnull, "w")
+            super().__init__(*args, **kwargs)
+
+        def update(self, n=1):
+            super().update(n)
+            if self.unit == "B" and self.total:
+                files.progress(done=self.n, total=self.total, unit="bytes")
+
+    return StatusBar
+
+
+def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
+    """The rows this run trains on, prepared (or reused from the cache)."""
+    files.phase("data")
+    allowed = data_mod.allowed_roots(runs.read_meta(files.dir).get("owner"))
+    ds = data_mod.load_dataset_source(cfg.data.source, cfg.data.path, cfg.data.split, cfg.data.max_rows,
+                                      token=os.environ.get("HF_TOKEN"), allowed_roots=allowed)
+    t = cfg.train
+    indices = data_mod.select_rows(len(ds), t.max_steps, t.per_device_train_batch_size *
+                                   t.gradient_accumulation_steps * world, t.seed)
+    used = len(ds) if indices is None else len(indices)
+    files.event("dataset", rows=len(ds), used=used, format=ds.format, name=ds.name)
+    key = prepare.cache_key(cfg, tokenizer, indices, len(ds))
+    files.phase("prepare", done=0, total=used, unit="rows")
+    cached = prepare.load_cached(key)
+    if cached is not None:
+        prepared, info = cached
+        files.progress(done=used, detail="reused")
+        files.event("prepared", rows=used, dropped=info["dropped"], reused=True)
+        return prepared, info["dropped"], used
+    t0 = time.time()
+
+    def report(done, total):
+        files.progress(done=done, total=total, rate=round(done / max(1e-6, time.time() - t0), 1))
+
+    prepared, dropped = prepare.prepare(ds, indices, tokenizer, cfg.data.template, t.max_length,
+                                        cfg.data.train_on_responses_only, progress=report)
+    prepare.save_cached(key, prepared, {"dropped": dropped, "rows": used})
+    files.event("prepared", rows=used, dropped=dropped, reused=False, seconds=round(time.time() - t0, 2))
+    return prepared, dropped, used
+
+
+def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     cfg = RunConfig.load(run_dir / "config.yaml")
+    # Unsloth patches transformers, TRL and PEFT when imported: it must come first.
+    import unsloth  # noqa: F401, I001
+    from unsloth import FastLanguageModel
+    import torch
     on_gpu = torch.cuda.is_available()
 
     # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules.
-    model_name = str(resolve_path(cfg.model.name)) if resolve_path(cfg.model.name).is_dir() else cfg.model.name
+    source = model_source(cfg, files)
+    files.phase("model_load")
     dtype = None if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name, max_seq_length=cfg.model.max_seq_length, dtype=dtype,
+        source, max_seq_length=cfg.model.max_seq_length, dtype=dtype,
         load_in_4bit=cfg.model.load_in_4bit and on_gpu, token=os.environ.get("HF_TOKEN"))
     gc = {"true": True, "false": False}.get(cfg.lora.use_gradient_checkpointing, cfg.lora.use_gradient_checkpointing)
     model = FastLanguageModel.get_peft_model(
@@ -199,80 +316,128 @@ def run(run_dir: Path, resume: bool = False) -> int:
     files.event("model", trainable=trainable, total=total, on_gpu=on_gpu,
                 load_in_4bit=cfg.model.load_in_4bit and on_gpu)
 
-    # 2. Data: standardize to role/content, render with the chat template.
+    # 2. Data: standardize to role/content, render with the chat template, tokenize, mask the prompts.
     tokenizer = templates.apply_template(tokenizer, cfg.data.template)
-    train_dataset = build_text_dataset(cfg, tokenizer, files)
+    train_dataset, dropped, used = build_dataset(cfg, tokenizer, files)
+    if cfg.data.train_on_responses_only:
+        files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
+    if len(train_dataset) == 0:
+        raise ValueError("no row has a response left after truncation: raise max_length")
 
-    # 3. Trainer, and loss on the responses only.
+    # 3. Trainer (the dataset is already tokenized and masked: TRL uses input_ids and labels as they are).
+    files.phase("trainer")
     from trl import SFTTrainer
     start_reserved = torch.cuda.max_memory_reserved() / GIB if on_gpu else 0.0
-    callback = StudioCallback(files, start_reserved)
     trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
-                         args=sft_config(cfg, run_dir, on_gpu), callbacks=[callback])
-    if cfg.data.train_on_responses_only:
-        before = len(trainer.train_dataset)
-        instruction_part, response_part = templates.markers(tokenizer, cfg.data.template)
-        trainer = train_on_responses_only(trainer, instruction_part=instruction_part, response_part=response_part)
-        dropped = before - len(trainer.train_dataset)
-        files.event("dropped", count=dropped, total=before)  # rows with no response left after truncation
-        if len(trainer.train_dataset) == 0:
-            raise ValueError("no row has a response left after truncation: raise max_length")
+                         args=sft_config(cfg, run_dir, on_gpu), callbacks=[make_callback(files, start_reserved)])
     if on_gpu:
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
-    checkpoint = last_checkpoint(run_dir) if resume else None
+    checkpoint = runs.last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise ValueError("this run has no checkpoint to resume from")
     stats = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # 4. Save: the adapter (and tokenizer with its template), and the chapter's summary figures.
-    stopped = (run_dir / "STOP").exists()
+    files.phase("save")
+    stopped = (run_dir / "STOP").exists() or bool(files.status.get("stop_reason"))
     model.save_pretrained(str(run_dir / "adapter"))
     tokenizer.save_pretrained(str(run_dir / "adapter"))
+    files.phase(None)
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),
                "train_loss": stats.metrics.get("train_loss"), "step": trainer.state.global_step,
                **memory_figures(start_reserved)}
-    files.event("end", stopped=stopped, **summary)
+    files.event("end", stopped=stopped, phases=files.status["phases"], **summary)
     files.set(state="stopped" if stopped else "completed", ended_at=time.time(), **summary)
     return 0
 
 
 def failure_hint(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".lower()
-    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text:
+    if "out of memory" in text or type(exc).__name__ == "OutOfMemoryError":
         return "oom"
     if isinstance(exc, data_mod.DataError):
         return "data"
     return "crash"
 
 
+def hold_locks(run_dir: Path) -> tuple[int, int]:
+    """The locks the launcher handed over (STUDIO_LOCK_FDS), or, started by hand, taken here."""
+    handed = os.environ.pop("STUDIO_LOCK_FDS", "")
+    if handed:
+        gpu, run = (int(x) for x in handed.split(","))
+        return gpu, run
+    try:
+        return runs.take_locks(run_dir)
+    except runs.Busy as exc:
+        raise SystemExit(f"studio.train: {exc}") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, nargs="?")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--standby", type=int, metavar="FD", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.standby is not None:
+        return standby(args.standby)
+    if args.run_dir is None:
+        parser.error("RUN_DIR is required")
     run_dir = args.run_dir.resolve()
+    locks = hold_locks(run_dir)  # noqa: F841  (held until the process ends; the OS releases them)
+    files = RunFiles(run_dir, args.resume)
+    files.phase("worker")
     code = 1
     try:
-        code = run(run_dir, resume=args.resume)
+        code = run(run_dir, files, resume=args.resume)
     except BaseException as exc:  # every failure ends as a readable status, never a silent death
         traceback.print_exc()
         tb = traceback.format_exc().strip().splitlines()
-        status = read_status(run_dir)
-        status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
-                      traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(), pid=os.getpid(),
-                      resumable=last_checkpoint(run_dir) is not None)
-        write_json_atomic(run_dir / "status.json", status)
+        files.set(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
+                  traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(),
+                  resumable=runs.last_checkpoint(run_dir) is not None)
     finally:
-        try:  # release the one-job lock if it is ours
-            lock = run_dir.parent / ".lock"
-            if lock.read_text().strip() == run_dir.name:
-                lock.unlink()
-        except OSError:
-            pass
         sys.stdout.flush()
+        sys.stderr.flush()
     return code
+
+
+def prewarm() -> None:
+    """What every run imports, done ahead of time by a standby worker."""
+    import unsloth  # noqa: F401, I001
+    from unsloth import FastLanguageModel  # noqa: F401
+    import datasets  # noqa: F401
+    import torch  # noqa: F401
+    from trl import SFTConfig, SFTTrainer  # noqa: F401
+    from unsloth_zoo.dataset_utils import train_on_responses_only  # noqa: F401
+
+
+def standby(fd: int) -> int:
+    """Wait, imports done, for the app to hand over a run (studio/runs.py: Standby); then run it."""
+    sock = socket.socket(fileno=fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    prewarm()
+    try:
+        sock.send(b"R")  # ready: the app may say so
+        message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
+    except OSError:
+        return 0
+    sock.close()
+    if not message or len(fds) != 3:
+        return 0  # the app went away: nothing to run
+    job = json.loads(message)
+    gpu, run_lock, log = fds
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.environ.update(job.get("env") or {})
+    os.environ["STUDIO_LOCK_FDS"] = f"{gpu},{run_lock}"
+    return main([job["run_dir"]] + (["--resume"] if job.get("resume") else []))
 
 
 if __name__ == "__main__":

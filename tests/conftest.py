@@ -1,6 +1,7 @@
 """Shared test set-up: offline Hub, a private runs/ folder, and our `studio` package first on the path."""
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the unsloth wheel ships a package named `studio` too: ours must win
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("STUDIO_STANDBY", "0")  # tests that need the warm worker turn it on themselves
 ARTIFACTS = REPO / "test-artifacts"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model, drives a browser or starts the app (the fast lane "
+                                       "is `pytest -m 'not slow'`)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -33,3 +40,26 @@ def launch_app():
     kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
     demo.queue().launch(**kwargs)
     return demo
+
+
+def start_run(cfg, owner="local", env=None):
+    """Create a run and launch its worker, as Start does when the machine is free."""
+    from studio import runs
+    run_dir = runs.create_run(cfg, owner=owner)
+    runs.launch(run_dir, env=env)
+    return run_dir
+
+
+def wait_for(run_dir, states=None, timeout=300, step=None):
+    """Poll the run's view until it reaches one of `states` (default: any final state) or `step`."""
+    from studio import runs
+    states = states or runs.FINAL_STATES
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        runs.reap()
+        status = runs.view(run_dir)
+        if status.get("state") in states or (step is not None and status.get("step", 0) >= step):
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"run did not reach {states} in {timeout}s: {runs.view(run_dir)}\n"
+                         f"{runs.log_tail(run_dir, 40)}")

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import start_run, wait_for
 
-from studio import data, runs
+from studio import data, jobs, runs
+from studio.auth import LOCAL
 from studio.config import RunConfig
-from studio.ui import dataset_tab, train_tab
+from studio.ui import dataset_tab, run_view, train_tab
 
 CORPUS = Path(__file__).resolve().parent / "bad_data"
 
@@ -127,9 +129,9 @@ def test_start_refuses_with_the_same_message_and_writes_no_run(name, runs_dir, c
     before = tree(runs_dir)
     keys, values = form(path)
 
-    with pytest.raises(gr.Error) as checked:
-        train_tab.check_before_start(train_tab.config_from_values(keys, values), None, None)
-    assert checked.value.message == expected
+    with pytest.raises(jobs.Refused) as checked:
+        jobs.preflight(RunConfig.from_flat(keys, values), None, LOCAL)
+    assert checked.value.params["detail"] == expected
     with pytest.raises(gr.Error) as started:
         train_tab.start(keys, values, "", None)
     assert started.value.message == expected
@@ -139,7 +141,7 @@ def test_start_refuses_with_the_same_message_and_writes_no_run(name, runs_dir, c
         assert previewed.value.message == expected
 
     assert tree(runs_dir) == before  # no run folder, no lock, nothing at all
-    assert runs.active_run() is None
+    assert runs.machine_holder() is None
     no_traceback(capsys, caplog)
 
 
@@ -176,38 +178,26 @@ def test_tolerated_files_load_and_pass_the_start_check(name, capsys, caplog):
     assert ds.columns[0] == LOADS[name]  # a BOM does not end up in the first column's name
     assert all(not m["content"].startswith("\ufeff") for conv in ds.iter_conversations() for m in conv)
     keys, values = form(CORPUS / name)
-    train_tab.check_before_start(train_tab.config_from_values(keys, values), None, None)
+    jobs.preflight(RunConfig.from_flat(keys, values), None, LOCAL)
     no_traceback(capsys, caplog)
 
 
 # ---------------------------------------------------------------- rows beyond max_length, in the real worker
 
-def wait_for(run_dir, states=runs.FINAL_STATES, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        runs.reap()
-        status = runs.read_status(run_dir)
-        if status.get("state") in states:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"run did not reach {states} in {timeout}s: {runs.read_status(run_dir)}\n"
-                         f"{runs.log_tail(run_dir, 40)}")
-
-
+@pytest.mark.slow
 def test_rows_beyond_max_length_are_dropped_with_a_count():
     """40 short rows + 3 whose user turn alone is ~300 tokens: at max_length=128 their answer is cut
     off, train_on_responses_only drops them, and the worker says how many."""
     cfg = RunConfig(run_name="too-long-rows")
     cfg.data.source, cfg.data.path = "file", str(CORPUS / "too_long_rows.jsonl")
     cfg.train.max_length, cfg.train.max_steps, cfg.train.warmup_steps = 128, 3, 0
-    run_dir = runs.create_run(cfg)
-    runs.start_worker(run_dir)
-    status = wait_for(run_dir)
+    run_dir = start_run(cfg)
+    status = wait_for(run_dir, timeout=240)
     assert status["state"] == "completed", runs.log_tail(run_dir, 40)
     tail = runs.MetricsTail(run_dir / "metrics.jsonl")
     tail.read_new()
     dropped = [e for e in tail.events if e["event"] == "dropped"]
     assert [(e["count"], e["total"]) for e in dropped] == [(3, 43)]
     assert len(tail.logs) == 3 and (run_dir / "adapter" / "adapter_config.json").is_file()
-    summary = train_tab.summary_text(tail.events, status)
+    summary = run_view.summary_text(tail.events, status)
     assert "Removed 3 out of 43 samples with no response left after truncation." in summary

@@ -1,6 +1,6 @@
 import pytest
 
-from studio.config import RunConfig, chapter_recipe, validate
+from studio.config import ConfigError, Problem, RunConfig, chapter_recipe, validate
 
 
 def test_yaml_round_trip_keeps_every_field():
@@ -26,10 +26,31 @@ def test_chapter_recipe_matches_the_notebook():
 def test_yaml_coerces_strings_and_rejects_unknown_keys():
     cfg = RunConfig.from_yaml("train:\n  learning_rate: '2e-4'\n  packing: 'true'\n")
     assert cfg.train.learning_rate == 2e-4 and cfg.train.packing is True
-    with pytest.raises(ValueError, match="unknown key 'train.lr'"):
-        RunConfig.from_yaml("train:\n  lr: 1\n")
-    with pytest.raises(ValueError, match="must be a int"):
-        RunConfig.from_yaml("lora:\n  r: 2.5\n")
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml("train:\n  lr: 1\n  seed: x\nlora:\n  r: 2.5\nmodle: {}\n")
+    codes = {(p.field, p.code) for p in info.value.problems}
+    assert codes == {("train.lr", "err_unknown_key"), ("train.seed", "err_type"), ("lora.r", "err_type"),
+                     ("modle", "err_unknown_key")}  # every problem at once, each a code the UI translates
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml("train: [1, 2")
+    assert info.value.problems[0].code == "err_yaml"
+
+
+def test_form_keys_round_trip():
+    keys = ["run_name", "train.learning_rate", "lora.target_modules", "data.train_on_responses_only"]
+    cfg = chapter_recipe()
+    assert RunConfig.from_flat(keys, cfg.to_flat(keys)).to_flat(keys) == cfg.to_flat(keys)
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_flat(keys, ["x", None, ["q_proj"], True])
+    assert info.value.problems == [Problem("train.learning_rate", "err_empty", {"field": "learning_rate"})]
+
+
+def test_every_code_has_both_languages():
+    from studio.ui.i18n import STRINGS
+    cfg = RunConfig()
+    cfg.train.learning_rate, cfg.lora.r, cfg.train.optim = -1, 0, "x"
+    for problem in validate(cfg):
+        assert problem.code in STRINGS and all(STRINGS[problem.code])
 
 
 @pytest.mark.parametrize("section,field,value,key", [
@@ -50,14 +71,14 @@ def test_yaml_coerces_strings_and_rejects_unknown_keys():
 def test_validation_refuses_bad_values(section, field, value, key):
     cfg = RunConfig()
     setattr(getattr(cfg, section), field, value)
-    assert key in [k for _, k in validate(cfg)]
+    assert key in [p.code for p in validate(cfg)]
 
 
 def test_validation_needs_steps_or_epochs_and_fits_context():
     cfg = RunConfig()
     cfg.train.max_steps, cfg.train.num_train_epochs = 0, 0
-    assert ("max_steps", "err_steps") in validate(cfg)
+    assert Problem("max_steps", "err_steps") in validate(cfg)
     cfg = RunConfig()
     cfg.model.max_seq_length = 4096
-    assert ("max_seq_length", "err_context") in validate(cfg, context_length=2048)
+    assert Problem("max_seq_length", "err_context") in validate(cfg, context_length=2048)
     assert validate(RunConfig()) == [] and validate(chapter_recipe()) == []

@@ -43,14 +43,14 @@ def test_checkpointing_and_4bit_save_memory():
 def test_chapter_recipe_on_the_4b_shape_is_near_the_measured_3_3_gib():
     rec = fit.recipe_estimate(Q4B, 2048, 79.0, lengths=chat_lengths(), steps=60)
     assert rec.is_recipe
-    assert 2.8 <= rec.peak_gb <= 3.8, rec
+    assert abs(rec.peak_gb - 3.227) / 3.227 <= 0.04, rec  # measured 3.227 GiB; the claim: within 3.7%
     assert rec.tokens_per_s_rel == 1.0
 
 
 def test_16bit_batch_8_without_checkpointing_is_near_the_measured_37_gib():
     est = fit.estimate(Q4B, 2048, False, 8, "false",
                        tokens=fit.largest_micro_batch(chat_lengths(), 8, 2048, micro_batches=60)[0])
-    assert 30 <= est <= 44, est
+    assert abs(est - 36.03) / 36.03 <= 0.15, est  # measured 36.03 GiB (H100); issue 7's target: within 15%
 
 
 def test_picks_the_recipe_when_memory_is_tiny():
@@ -74,7 +74,6 @@ def test_never_picks_a_setting_whose_estimate_exceeds_free_memory(free_gb, mc, l
     cands = fit.candidates(mc, 2048, free_gb, lengths=lens)
     if best.fits:
         assert best.worst_gb <= fit.usable_gb(free_gb) < free_gb
-        assert best.peak_gb <= best.worst_gb
         # nothing that fits is estimated faster
         assert all(c.tokens_per_s <= best.tokens_per_s for c in cands if c.fits)
     else:
@@ -158,7 +157,7 @@ def test_train_tab_fit_button_applies_the_pick(monkeypatch):
     from studio.ui import train_tab
     keys = ["model.name", "model.load_in_4bit", "lora.use_gradient_checkpointing", "train.max_length",
             "train.per_device_train_batch_size", "train.gradient_accumulation_steps", "train.max_steps", "lora.r"]
-    values = train_tab.values_from_config(chapter_recipe(), keys)
+    values = chapter_recipe().to_flat(keys)
     monkeypatch.setattr(fit, "free_gpu_gb", lambda: None)
     with pytest.raises(gr.Error, match="No GPU"):
         train_tab.fit_to_gpu(keys, values)

@@ -54,6 +54,7 @@ def test_truncation_drops_the_reply(tokenizer):
     assert total == 4 and trained == 0
 
 
+@pytest.mark.slow
 def test_the_template_tab_shows_exactly_what_the_trainer_trains_on():
     """Tokens and labels of the Template tab's rendering == the SFTTrainer's after train_on_responses_only."""
     import unsloth  # noqa: F401
@@ -81,3 +82,34 @@ def test_the_template_tab_shows_exactly_what_the_trainer_trains_on():
         labels = trainer.train_dataset[i]["labels"]
         assert total == len(ids) and trained == sum(1 for x in labels if x != -100)
         assert "".join(s.text for s in segments if s.trained) == tok.decode([t for t in labels if t != -100])
+
+
+@pytest.mark.slow
+def test_prepared_rows_equal_what_sfttrainer_and_train_on_responses_only_make():
+    """The worker's own preparation (studio/prepare.py) == SFTTrainer(text) + Unsloth's train_on_responses_only,
+    token for token and label for label, on the bundled sample (multi-turn, system turns, Korean, truncation)."""
+    import unsloth  # noqa: F401
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+    from unsloth.chat_templates import train_on_responses_only
+
+    from studio import data, prepare
+    model, tok = FastLanguageModel.from_pretrained(str(resolve_path(BUNDLED_MODEL)), max_seq_length=256,
+                                                   load_in_4bit=False)
+    model = FastLanguageModel.get_peft_model(model, r=4, lora_alpha=4, target_modules=["q_proj"])
+    tok = templates.apply_template(tok, "qwen-3")
+    ds = data.load_dataset_source("bundled")
+    rows = list(range(0, 120, 3))
+    texts = [templates.render(tok, ds.standardized(i)) for i in rows]
+    trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=Dataset.from_dict({"text": texts}),
+                         args=SFTConfig(output_dir="/tmp/studio-prep-test", dataset_text_field="text", max_length=40,
+                                        per_device_train_batch_size=1, max_steps=1, report_to="none",
+                                        dataset_num_proc=1))
+    inst, resp = templates.markers(tok, "qwen-3")
+    theirs = train_on_responses_only(trainer, instruction_part=inst, response_part=resp).train_dataset
+    ours, dropped = prepare.prepare(ds, rows, tok, "qwen-3", 40, True)
+    assert dropped == len(rows) - len(theirs) and dropped > 0  # some replies are cut off at 40 tokens
+    assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
+    parallel, _ = prepare.prepare(ds, rows, tok, "qwen-3", 40, True, processes=2)  # chunks in 2 processes
+    assert parallel["input_ids"] == ours["input_ids"] and parallel["labels"] == ours["labels"]

@@ -5,23 +5,36 @@ import os
 
 import gradio as gr
 
+from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import chat_tab, dataset_tab, model_tab, runs_tab, template_tab, train_tab
-from studio.ui.i18n import i18n
+from studio.ui import api, chat_tab, dataset_tab, model_tab, runs_tab, template_tab, train_tab
+from studio.ui.i18n import i18n, t
 
 CSS_PATH = REPO_ROOT / "assets" / "studio.css"
 
 
+def who(request: gr.Request = None) -> str:
+    user = auth.user_from_request(request)
+    if not auth.sign_in_required() or user is None:
+        return ""
+    return t("signed_in_as", request, user=user.name, admin=t("admin_badge", request) if user.admin else "")
+
+
 def build_app() -> gr.Blocks:
     import unsloth  # noqa: F401  (once, up front: it patches transformers, and the first click stays fast)
-    from studio import runs
-    runs.mark_interrupted_runs()  # runs whose worker vanished while the app was down
+    runs.SCHEDULER.start()  # queued runs start by themselves, also those queued before a restart
+    runs.STANDBY.start()    # a worker with its imports done, waiting for the next Start
     I = i18n()
     cfg = RunConfig()
     with gr.Blocks(title="LoRA Studio") as demo:
-        gr.HTML('<div class="studio-header"><img src="/gradio_api/file=assets/logo.svg" alt="">'
-                '<div><h1>LoRA Studio</h1></div></div>')
+        with gr.Row(elem_classes="studio-top"):
+            gr.HTML('<div class="studio-header"><img src="/gradio_api/file=assets/logo.svg" alt="">'
+                    '<div><h1>LoRA Studio</h1></div></div>')
+            identity = gr.Markdown(elem_id="who")
+            if auth.oauth_enabled():
+                gr.LoginButton()
         gr.Markdown(I("subtitle"))
+        browser_run = gr.BrowserState(None, storage_key="lora-studio-run")  # this browser's latest run
         with gr.Tabs() as tabs:
             with gr.Tab(I("tab_model"), id="model"):
                 model = model_tab.build(I, cfg)
@@ -31,9 +44,9 @@ def build_app() -> gr.Blocks:
                 template = template_tab.build(I, cfg)
             with gr.Tab(I("tab_train"), id="train"):
                 train = train_tab.build(I, cfg)
-            with gr.Tab(I("tab_chat"), id="chat"):
+            with gr.Tab(I("tab_chat"), id="chat") as chat_page:
                 chat = chat_tab.build(I, cfg)
-            with gr.Tab(I("tab_runs"), id="runs"):
+            with gr.Tab(I("tab_runs"), id="runs") as runs_page:
                 history = runs_tab.build(I)
 
         # The form: each config.yaml field and the one component that edits it.
@@ -44,19 +57,36 @@ def build_app() -> gr.Blocks:
         model_tab.wire(model, keys, form)
         dataset_tab.wire(dataset, model.token)
         template_tab.wire(template, model.name, dataset, train.max_length, train.responses_only, model.token)
-        train_tab.wire(train, keys, form, model.token)
-        chat_tab.wire(chat, template.template, model.name)
+        train_tab.wire(train, keys, form, model.token, browser_run)
+        chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
+        runs_tab.wire(history, runs_page)
+        api.register()
         template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
-        runs_tab.wire(history)
+
+        # Views that stay true: the chat list when its tab opens and when a run ends; the runs table too.
+        refresh_chat = dict(fn=chat_tab.refresh, inputs=[browser_run, model.name], outputs=chat.choice,
+                            api_visibility="private")
+        chat_page.select(**refresh_chat)
+        train.finished.change(**refresh_chat).then(runs_tab.table_and_choices, None,
+                                                   [history.table, history.selected, history.timer],
+                                                   api_visibility="private")
+
         # "Open run": the Train tab shows that run (its curve, summary, error) and Stop/Resume act on it.
-        poll_outputs = [train.state, train.progress, train.plot, train.summary, train.error, train.timer]
+        polled = [train.state, train.progress, train.plot, train.summary, train.error, train.timer, train.finished]
         history.open_run.click(lambda ids: train_tab.attach(ids[0] if ids else None), history.selected,
-                               [train.state, train.timer], api_visibility="private").then(
-            train_tab.poll, train.state, poll_outputs, api_visibility="private").then(
+                               [train.state, train.timer, browser_run], api_visibility="private").then(
+            train_tab.poll, train.state, polled, api_visibility="private").then(
             lambda: gr.Tabs(selected="train"), None, tabs, api_visibility="private")
-        demo.load(train_tab.on_load, None, [train.state, train.timer], api_visibility="private").then(
-            train_tab.poll, train.state, poll_outputs, api_visibility="private")
-        demo.load(runs_tab.table_and_choices, None, [history.table, history.selected], api_visibility="private")
+
+        def _on_load(browser_value, request: gr.Request = None):
+            return train_tab.on_load(browser_value, keys, request)
+
+        demo.load(_on_load, browser_run, [train.state, train.timer, browser_run, *form],
+                  api_visibility="private").then(train_tab.poll, train.state, polled, api_visibility="private")
+        demo.load(who, None, identity, api_visibility="private")
+        demo.load(chat_tab.refresh, [browser_run, model.name], chat.choice, api_visibility="private")
+        demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
+                  api_visibility="private")
         demo.load(dataset_tab.preview_first,
                   [dataset.source, dataset.path, dataset.split, dataset.max_rows, dataset.page, model.token],
                   [dataset.info, dataset.page, dataset.raw, dataset.standardized], api_visibility="private")
@@ -65,11 +95,10 @@ def build_app() -> gr.Blocks:
 
 def launch_kwargs() -> dict:
     """Options for demo.launch(): theme, css, i18n and limits go here in Gradio 6."""
-    user, password = os.environ.get("STUDIO_USER"), os.environ.get("STUDIO_PASSWORD")
     return dict(
         i18n=i18n(), css_paths=[CSS_PATH], theme=gr.themes.Soft(primary_hue="indigo"),
         allowed_paths=[str(REPO_ROOT / "assets")], max_file_size="200mb",
-        auth=(user, password) if user and password else None,
+        auth=auth.gradio_auth(),
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

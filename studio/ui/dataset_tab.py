@@ -1,24 +1,16 @@
 """Tab 2 · Dataset: pick the data, page through raw rows beside their role/content form."""
 from __future__ import annotations
 
-import hashlib
 import html
-import os
-import shutil
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
-from studio import data
+from studio import auth, data
 from studio.config import BUNDLED_DATA, REPO_ROOT, RunConfig
-from studio.runs import runs_root, sanitize_name
 from studio.ui.i18n import t
 
 PAGE_SIZE = 5
-MAX_UPLOAD_MB = 200
-_cache: OrderedDict = OrderedDict()  # (source, path, split, max_rows) -> data.Dataset; a few at most
 
 
 @dataclass
@@ -65,69 +57,39 @@ def build(I, cfg: RunConfig) -> DatasetTab:
     return DatasetTab(source, path, split, upload, max_rows, load, info, page, prev, next_, raw, standardized)
 
 
-def restricted() -> bool:
-    """On a shared Space, the path field may only name uploads and the bundled assets."""
-    return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_RESTRICT_PATHS"))
-
-
-def uploads_dir() -> Path:
-    d = runs_root() / "uploads"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def check_file_path(path: str) -> Path:
-    p = Path(path).expanduser()
-    p = (p if p.is_absolute() else REPO_ROOT / p).resolve()
-    if restricted() and not (p.is_relative_to(uploads_dir().resolve()) or p.is_relative_to((REPO_ROOT / "assets").resolve())):
-        raise data.DataError("on this shared server, only uploaded files can be used", file=Path(path).name)
-    return p
-
-
-def store_upload(tmp_path: str | None) -> tuple[str, str]:
-    """Keep an upload under runs/uploads/ (content-addressed) so config.yaml can name it for good."""
+def store_upload(tmp_path: str | None, request: gr.Request = None):
+    """Keep an upload under this person's uploads (content-addressed) so config.yaml can name it for good."""
     if not tmp_path:
         return gr.update(), gr.update()
-    src = Path(tmp_path)
-    if src.suffix.lower() not in data.ALLOWED_EXTENSIONS:
-        raise gr.Error(f"{src.name}: unsupported file type '{src.suffix or '(none)'}'; use one of "
-                       f"{', '.join(data.ALLOWED_EXTENSIONS)}")
-    if src.stat().st_size > MAX_UPLOAD_MB * 2**20:
-        raise gr.Error(f"{src.name}: larger than {MAX_UPLOAD_MB} MB")
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
-    dest = uploads_dir() / f"{digest}-{sanitize_name(src.stem)}{src.suffix.lower()}"
-    if not dest.exists():
-        shutil.copyfile(src, dest)
+    user = auth.user_from_request(request)
+    try:
+        dest = data.store_upload(tmp_path, user.name if user else None)
+    except data.DataError as exc:
+        raise gr.Error(str(exc)) from None
     return "file", str(dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest)
 
 
-def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | None = None) -> data.Dataset:
-    if source == "file":
-        path = str(check_file_path(path))
-    elif source == "bundled":
-        path = BUNDLED_DATA
-    key = (source, path, split, int(max_rows or 0))
-    if key not in _cache:
-        _cache[key] = data.load_dataset_source(source, path, split, int(max_rows or 0), token=token)
-        while len(_cache) > 4:
-            _cache.popitem(last=False)
-    _cache.move_to_end(key)
-    return _cache[key]
+def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | None = None,
+                request: gr.Request = None) -> data.Dataset:
+    user = auth.user_from_request(request)
+    return data.DATASETS.get(source, path, split, int(max_rows or 0), token, data.allowed_roots(user.name if user else None))
 
 
 def preview(source: str, path: str, split: str, max_rows, page, token: str = "", request: gr.Request = None):
     """preview_dataset: (info markdown, page number, raw rows, standardized HTML) for one page."""
     try:
-        ds = get_dataset(source, path, split, int(max_rows or 0), token or None)
+        ds = get_dataset(source, path, split, int(max_rows or 0), token or None, request)
         pages = max(1, -(-len(ds) // PAGE_SIZE))
         page = min(max(1, int(page or 1)), pages)
         raw, std = ds.page(page - 1, PAGE_SIZE)
     except data.DataError as exc:
         raise gr.Error(str(exc)) from None
     extra = ", ".join(f"`{c}`" for c in ds.extra_columns) or "—"
-    info = t("data_info", request, name=ds.name, rows=len(ds), fmt=ds.format, extra=extra, page=page, pages=pages)
+    info = t("data_info", request, name=ds.name, rows=len(ds), fmt=t(f"fmt_{ds.format}", request), extra=extra,
+             page=page, pages=pages)
     first = (page - 1) * PAGE_SIZE
-    return info, page, [{"row": first + i + 1, **_trim(r)} for i, r in enumerate(raw)], conversations_html(std, first)
+    return (info, page, [{"row": first + i + 1, **_trim(r)} for i, r in enumerate(raw)],
+            conversations_html(std, first, request))
 
 
 def _trim(row: dict, limit: int = 400):
@@ -146,13 +108,15 @@ def _trim(row: dict, limit: int = 400):
 ROLE_COLORS = {"system": "#6b7280", "user": "#2563eb", "assistant": "#059669"}
 
 
-def conversations_html(conversations: list[list[dict]], first_row: int) -> str:
+def conversations_html(conversations: list[list[dict]], first_row: int, request=None) -> str:
     blocks = []
     for n, conv in enumerate(conversations):
         turns = "".join(
-            f'<div class="turn"><span class="role" style="background:{ROLE_COLORS[m["role"]]}">{m["role"]}</span>'
+            f'<div class="turn"><span class="role" data-role="{m["role"]}" style="background:{ROLE_COLORS[m["role"]]}">'
+            f'{t("role_" + m["role"], request)}</span>'
             f'<div class="content">{html.escape(m["content"][:1200])}</div></div>' for m in conv)
-        blocks.append(f'<div class="conv"><div class="rowno">row {first_row + n + 1}</div>{turns}</div>')
+        blocks.append(f'<div class="conv"><div class="rowno">{t("row_label", request, n=first_row + n + 1)}</div>'
+                      f'{turns}</div>')
     return '<div class="std-view">' + "".join(blocks) + "</div>"
 
 

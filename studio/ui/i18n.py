@@ -201,6 +201,109 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "and hours per step. Use the bundled model on CPU.",
                       "GPU가 없습니다: 4비트 모델은 CPU에서 양자화 없이 적재되며 4B 모델은 약 16GB RAM과 스텝당 수 시간이 "
                       "필요합니다. CPU에서는 내장 모델을 쓰세요."),
+    # run states and phases (issue 7, 8)
+    "state_created": ("created", "생성됨"),
+    "state_queued": ("queued", "대기 중"),
+    "state_starting": ("starting", "시작 중"),
+    "state_running": ("running", "훈련 중"),
+    "state_stopping": ("stopping", "중지 중"),
+    "state_completed": ("completed", "완료"),
+    "state_stopped": ("stopped", "중지됨"),
+    "state_failed": ("failed", "실패"),
+    "state_interrupted": ("interrupted", "중단됨"),
+    "phase_worker": ("starting the worker (loading Unsloth)", "워커 시작 (Unsloth 불러오는 중)"),
+    "phase_model_download": ("downloading the model", "모델 내려받는 중"),
+    "phase_model_load": ("loading the model", "모델 불러오는 중"),
+    "phase_data": ("loading the dataset", "데이터셋 불러오는 중"),
+    "phase_prepare": ("preparing rows (chat template + tokens)", "행 준비 중 (대화 템플릿 + 토큰화)"),
+    "phase_trainer": ("setting up the trainer", "트레이너 준비 중"),
+    "phase_first_step": ("first training step", "첫 훈련 스텝"),
+    "phase_save": ("saving the adapter", "어댑터 저장 중"),
+    "phase_progress": ("{done} of {total} {unit}", "{total} {unit} 중 {done}"),
+    "phase_rate": ("{rate} rows/s", "초당 {rate}행"),
+    "phase_reused": ("reused from an earlier run", "이전 실행에서 재사용"),
+    "unit_rows": ("rows", "행"),
+    "unit_bytes": ("MB", "MB"),
+    "phases_title": ("Time to step 1", "1 스텝까지 걸린 시간"),
+    "queued_line": ("waiting for the GPU: {ahead} ahead of you{wait}", "GPU 대기 중: 앞에 {ahead}개{wait}"),
+    "queued_wait": (", about {wait}", ", 약 {wait}"),
+    "stop_or_cancel": ("Stop / cancel", "중지 / 취소"),
+    "cancelled": ("Taken out of the queue.", "대기열에서 뺐습니다."),
+    "queued_toast": ("Queued: {run} ({ahead} ahead of you)", "대기열에 넣었습니다: {run} (앞에 {ahead}개)"),
+    "stopped_by_cap": ("Stopped at the deployment's limit: {why}. A checkpoint and the adapter were saved.",
+                       "배포 설정의 한도에 도달해 멈췄습니다: {why}. 체크포인트와 어댑터를 저장했습니다."),
+    "cap_minutes": ("{n} minutes per run", "실행당 {n}분"),
+    "cap_steps": ("{n} steps per run", "실행당 {n} 스텝"),
+    "resumable_hint": (" A checkpoint exists: press Resume.", " 체크포인트가 있습니다: '이어서 훈련'을 누르세요."),
+    # plot
+    "plot_step": ("step", "스텝"),
+    "plot_loss": ("loss", "손실"),
+    "plot_grad_norm": ("grad norm", "그래디언트 노름"),
+    "plot_lr": ("learning rate", "학습률"),
+    "plot_loss_axis": ("loss / grad norm", "손실 / 그래디언트 노름"),
+    # dataset view
+    "role_system": ("system", "시스템"),
+    "role_user": ("user", "사용자"),
+    "role_assistant": ("assistant", "어시스턴트"),
+    "row_label": ("row {n}", "{n}행"),
+    "fmt_sharegpt": ("ShareGPT (conversations)", "ShareGPT (conversations)"),
+    "fmt_openai": ("OpenAI (messages)", "OpenAI (messages)"),
+    "fmt_alpaca": ("Alpaca (instruction/output)", "Alpaca (instruction/output)"),
+    # summary lines (the chapter's printout, then ours)
+    "sum_trainable": ("Trainable parameters = {trainable:,} of {total:,} ({pct:.2f}% trained)",
+                      "훈련 파라미터 = {total:,}개 중 {trainable:,}개 ({pct:.2f}% 훈련)"),
+    "sum_dropped": ("Removed {count} out of {total} samples with no response left after truncation.",
+                    "잘림 뒤 응답이 남지 않은 샘플 {total}개 중 {count}개를 뺐습니다."),
+    "sum_gpu": ("GPU = {gpu}. Max memory = {total} GB. {reserved} GB of memory reserved.",
+                "GPU = {gpu}. 최대 메모리 = {total} GB. {reserved} GB 예약됨."),
+    "sum_seconds": ("{s} seconds used for training.", "훈련에 {s}초 사용."),
+    "sum_minutes": ("{m:.2f} minutes used for training.", "훈련에 {m:.2f}분 사용."),
+    "sum_loss": ("train_loss = {loss:.4f}", "train_loss = {loss:.4f}"),
+    "sum_peak": ("Peak reserved memory = {v} GB.", "최대 예약 메모리 = {v} GB."),
+    "sum_peak_train": ("Peak reserved memory for training = {v} GB.", "훈련용 최대 예약 메모리 = {v} GB."),
+    "sum_peak_pct": ("Peak reserved memory % of max memory = {v} %.", "최대 메모리 대비 최대 예약 메모리 = {v} %."),
+    "sum_peak_train_pct": ("Peak reserved memory for training % of max memory = {v} %.",
+                           "최대 메모리 대비 훈련용 최대 예약 메모리 = {v} %."),
+    "sum_cpu_peak": ("Process memory peak = {v} GB (CPU).", "프로세스 메모리 최대 = {v} GB (CPU)."),
+    "sum_rows": ("Rows: {used:,} of {rows:,} used ({how}).", "행: {rows:,}개 중 {used:,}개 사용 ({how})."),
+    "sum_rows_sampled": ("a seeded sample for max_steps", "max_steps에 맞춘 시드 고정 표본"),
+    "sum_rows_all": ("all", "전체"),
+    # API and access (issue 8, 11)
+    "err_no_such_run": ("No such run: {run}.", "그런 실행이 없습니다: {run}."),
+    "err_sign_in": ("Sign in first.", "먼저 로그인하세요."),
+    "err_config": ("The run config is not valid: {problems}", "실행 설정이 올바르지 않습니다: {problems}"),
+    "err_config_shape": ("the config must be a YAML mapping of sections", "설정은 섹션으로 된 YAML 매핑이어야 합니다"),
+    "err_yaml": ("not valid YAML ({detail})", "올바른 YAML이 아닙니다 ({detail})"),
+    "err_unknown_key": ("unknown key '{key}'", "알 수 없는 키 '{key}'"),
+    "err_type": ("'{key}' must be a {expected}, got {got}", "'{key}'는 {expected} 형이어야 합니다 (받은 값: {got})"),
+    "err_empty": ("'{field}' is empty", "'{field}'가 비어 있습니다"),
+    "err_model_load": ("{detail}", "{detail}"),
+    "err_data": ("{detail}", "{detail}"),
+    "err_no_checkpoint": ("This run has no checkpoint to resume from.", "이 실행에는 이어서 훈련할 체크포인트가 없습니다."),
+    "err_already_running": ("This run is already running or queued.", "이 실행은 이미 진행 중이거나 대기 중입니다."),
+    "err_cap_rows": ("This run would use {rows:,} rows; this server allows at most {cap:,} per run.",
+                     "이 실행은 {rows:,}행을 쓰지만 이 서버는 실행당 최대 {cap:,}행까지 허용합니다."),
+    "err_vanished": ("the training process ended without a word (killed, out of memory, or the machine restarted)",
+                     "훈련 프로세스가 말없이 끝났습니다 (강제 종료, 메모리 부족, 또는 재부팅)"),
+    "signed_in_as": ("Signed in as **{user}**{admin}", "**{user}**(으)로 로그인{admin}"),
+    "admin_badge": (" (admin: sees every run)", " (관리자: 모든 실행을 봅니다)"),
+    "runs_live": ("Refreshes by itself while a run is live.", "실행 중에는 저절로 새로 고칩니다."),
+    "compare_diff": ("What differs", "달라진 설정"),
+    "compare_same": ("The configs are the same.", "설정이 같습니다."),
+    "col_run": ("run", "실행"),
+    "col_owner": ("owner", "소유자"),
+    "col_model": ("model", "모델"),
+    "col_data": ("dataset", "데이터셋"),
+    "col_state": ("state", "상태"),
+    "col_step": ("step", "스텝"),
+    "col_loss": ("train loss", "훈련 손실"),
+    "col_time": ("time s", "시간(초)"),
+    "tokens_per_s": ("{n} tokens · {rate} tokens/s · first token {ttft} s", "{n}개 토큰 · 초당 {rate} 토큰 · 첫 토큰 {ttft}초"),
+    "err_load_model": ("could not load '{name}': {detail}", "'{name}'을(를) 불러올 수 없습니다: {detail}"),
+    "err_template": ("template '{template}' on {model}: {detail}", "{model}의 템플릿 '{template}': {detail}"),
+    "model_arch": ("architecture: `{arch}`, context length {context}", "구조: `{arch}`, 문맥 길이 {context}"),
+    "model_device": ("device: {device}, {free} of {total} GB free", "장치: {device}, {total} GB 중 {free} GB 여유"),
+    "chat_base": ("base model: {name}", "베이스 모델: {name}"),
 }
 
 
@@ -219,6 +322,22 @@ def lang(request: gr.Request | None) -> str:
 
 
 def t(key: str, request: gr.Request | None = None, **fmt) -> str:
+    """The string for `key` in the request's language; a key that is not one (a plain message) as it is."""
     en, ko = STRINGS.get(key, (key, key))
     text = ko if lang(request) == "ko" else en
-    return text.format(**fmt) if fmt else text
+    try:
+        return text.format(**fmt) if fmt else text
+    except (KeyError, ValueError, IndexError):
+        return text
+
+
+def say(exc, request: gr.Request | None = None) -> str:
+    """A refusal (studio.jobs.Refused: a code and its parameters) in the request's language."""
+    params = dict(getattr(exc, "params", {}) or {})
+    if "problems" in params:
+        params["problems"] = " ".join(dict.fromkeys(t(p.code, request, **p.params) for p in params["problems"]))
+    return t(exc.code, request, **params)
+
+
+def refusal(exc, request: gr.Request | None = None) -> gr.Error:
+    return gr.Error(say(exc, request))

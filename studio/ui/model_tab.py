@@ -84,9 +84,11 @@ def summarize(name: str, lora, load_in_4bit: bool, token: str | None, request: g
     except models.ModelError as exc:
         raise gr.Error(t(str(exc), request)) from None  # a message key or a plain message
     dev = models.device_info()
-    lines = [f"**Trainable parameters = {s.trainable_text}**",
-             f"- architecture: `{s.model_type}`, context length {s.context_length or '?'}",
-             f"- device: {dev.name}, {dev.free_gb:.1f} of {dev.total_gb:.1f} GB free"]
+    trained = t("sum_trainable", request, trainable=s.trainable_params, total=s.total_params,
+                pct=100 * s.trainable_params / max(1, s.total_params))
+    lines = [f"**{trained}**",
+             "- " + t("model_arch", request, arch=s.model_type, context=s.context_length or "?"),
+             "- " + t("model_device", request, device=dev.name, free=f"{dev.free_gb:.1f}", total=f"{dev.total_gb:.1f}")]
     if dev.kind == "cpu" and (load_in_4bit or s.quantized_4bit):
         lines.append(f"- ⚠️ {t('cpu_4bit_note', request)}")
     return "\n".join(lines)
@@ -107,8 +109,9 @@ def check(name, r, alpha, dropout, targets, bias, load_in_4bit, token, request: 
 
 
 def wire(tab: ModelTab, keys: list[str], form: list) -> None:
-    from studio.ui.train_tab import apply_recipe
-    tab.apply_recipe.click(lambda name: apply_recipe(name, keys), tab.recipe, form, api_name="apply_recipe")
+    from studio.config import RECIPES
+    tab.apply_recipe.click(lambda name: RECIPES.get(name, RunConfig)().to_flat(keys), tab.recipe, form,
+                           api_name="apply_recipe")
     tab.preset.input(lambda mid: (mid, "4bit" in mid.lower()), tab.preset, [tab.name, tab.load_in_4bit],
                      api_visibility="private")
     tab.check.click(check, [tab.name, tab.r, tab.lora_alpha, tab.lora_dropout, tab.target_modules, tab.bias,

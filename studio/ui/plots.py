@@ -4,31 +4,32 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 
-def training_figure(logs: list[dict], title: str = "") -> go.Figure:
-    """Loss and grad norm on the left axis, learning rate on the right, all against the step."""
+def training_figure(logs: list[dict], title: str = "", say=lambda key: key.removeprefix("plot_")) -> go.Figure:
+    """Loss and grad norm on the left axis, learning rate on the right, all against the step.
+    `say` translates the legend and axis labels (studio/ui/i18n.py keys plot_*)."""
     fig = go.Figure()
     steps = [e["step"] for e in logs]
-    fig.add_trace(go.Scatter(x=steps, y=[e.get("loss") for e in logs], name="loss", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=steps, y=[e.get("loss") for e in logs], name=say("plot_loss"), mode="lines+markers",
                              line=dict(color="#2563eb", width=2), marker=dict(size=4)))
     if any(e.get("grad_norm") is not None for e in logs):
-        fig.add_trace(go.Scatter(x=steps, y=[e.get("grad_norm") for e in logs], name="grad_norm", mode="lines",
+        fig.add_trace(go.Scatter(x=steps, y=[e.get("grad_norm") for e in logs], name=say("plot_grad_norm"), mode="lines",
                                  line=dict(color="#f59e0b", width=1, dash="dot")))
     if any(e.get("learning_rate") is not None for e in logs):
-        fig.add_trace(go.Scatter(x=steps, y=[e.get("learning_rate") for e in logs], name="learning_rate",
+        fig.add_trace(go.Scatter(x=steps, y=[e.get("learning_rate") for e in logs], name=say("plot_lr"),
                                  mode="lines", yaxis="y2", line=dict(color="#10b981", width=1)))
     fig.update_layout(
         title=title or None, height=360, margin=dict(l=50, r=60, t=30 if title else 10, b=40),
-        xaxis=dict(title="step"), yaxis=dict(title="loss / grad_norm"),
-        yaxis2=dict(title="learning_rate", overlaying="y", side="right", showgrid=False, exponentformat="e"),
+        xaxis=dict(title=say("plot_step")), yaxis=dict(title=say("plot_loss_axis")),
+        yaxis2=dict(title=say("plot_lr"), overlaying="y", side="right", showgrid=False, exponentformat="e"),
         legend=dict(orientation="h", y=1.12, x=0), template="plotly_white")
     return fig
 
 
-def comparison_figure(series: dict[str, list[dict]]) -> go.Figure:
+def comparison_figure(series: dict[str, list[dict]], say=lambda key: key.removeprefix("plot_")) -> go.Figure:
     fig = go.Figure()
     for name, logs in series.items():
         fig.add_trace(go.Scatter(x=[e["step"] for e in logs], y=[e.get("loss") for e in logs], name=name,
                                  mode="lines"))
-    fig.update_layout(height=380, margin=dict(l=50, r=20, t=10, b=40), xaxis=dict(title="step"),
-                      yaxis=dict(title="loss"), legend=dict(orientation="h", y=1.1, x=0), template="plotly_white")
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=10, b=40), xaxis=dict(title=say("plot_step")),
+                      yaxis=dict(title=say("plot_loss")), legend=dict(orientation="h", y=1.1, x=0), template="plotly_white")
     return fig

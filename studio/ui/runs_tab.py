@@ -1,14 +1,18 @@
-"""Runs: every past run, its config and curve, and several runs' loss curves overlaid."""
+"""Runs: this person's runs (an admin: everyone's), kept fresh while one is live; curves overlaid, and what
+differs between two runs' configs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import gradio as gr
+import yaml
 
-from studio import runs
+from studio import auth, jobs, runs
+from studio.ui.i18n import t
 from studio.ui.plots import comparison_figure
 
-COLUMNS = ["id", "name", "model", "dataset", "state", "step", "max_steps", "train_loss", "runtime_s"]
+COLUMNS = [("col_run", "id"), ("col_model", "model"), ("col_data", "dataset"), ("col_state", "state"),
+           ("col_step", "step"), ("col_loss", "train_loss"), ("col_time", "runtime_s")]
 
 
 @dataclass
@@ -18,41 +22,90 @@ class RunsTab:
     selected: gr.Dropdown
     open_run: gr.Button
     plot: gr.Plot
+    diff: gr.Markdown
     config: gr.Code
+    timer: gr.Timer
 
 
 def build(I) -> RunsTab:
-    refresh = gr.Button(I("refresh"))
-    table = gr.Dataframe(headers=COLUMNS, label=I("runs_table"), interactive=False, elem_id="runs-table")
+    with gr.Row():
+        refresh = gr.Button(I("refresh"), scale=1)
+        gr.Markdown(I("runs_live"))
+    table = gr.Dataframe(label=I("runs_table"), interactive=False, elem_id="runs-table", wrap=True,
+                         max_height=420)
     with gr.Row():
         selected = gr.Dropdown([], multiselect=True, label=I("compare"), elem_id="runs-compare", scale=4)
         open_run = gr.Button(I("open_run"), scale=1, elem_id="open-run")
     plot = gr.Plot(elem_id="runs-plot")
+    diff = gr.Markdown(elem_id="runs-diff")
     config = gr.Code(language="yaml", label="config.yaml", interactive=False)
-    return RunsTab(table, refresh, selected, open_run, plot, config)
+    return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False))
 
 
-def table_and_choices():
-    rows = runs.list_runs()
-    data = [[r.get(c) if not isinstance(r.get(c), float) else round(r[c], 4) for c in COLUMNS] for r in rows]
-    ids = [r["id"] for r in rows]
-    return data, gr.Dropdown(choices=ids)
+def _short(value, n: int = 28) -> str:
+    text = str(value)
+    return text if len(text) <= n else "…" + text[-(n - 1):]
 
 
-def overlay(selected: list[str]):
-    series, first_config = {}, ""
+def table_and_choices(request: gr.Request = None):
+    """The table (in the page's language), the compare list, and the timer: on while a run of theirs is live."""
+    user = auth.user_from_request(request)
+    rows = jobs.visible_runs(user) if user else []
+    columns = list(COLUMNS) + ([("col_owner", "owner")] if user and user.admin and auth.sign_in_required() else [])
+    data = []
+    for r in rows:
+        line = []
+        for _, key in columns:
+            v = r.get(key)
+            if key == "state":
+                v = t(f"state_{v}", request)
+            elif isinstance(v, float):
+                v = round(v, 4 if key == "train_loss" else 1)
+            elif key in ("model", "dataset"):
+                v = _short(v)
+            line.append(v)
+        data.append(line)
+    live = any(r["state"] in (*runs.ACTIVE_STATES, "queued") for r in rows)
+    frame = gr.Dataframe(value=data, headers=[t(key, request) for key, _ in columns])
+    return frame, gr.Dropdown(choices=[r["id"] for r in rows]), gr.Timer(active=live)
+
+
+def config_diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """Only what differs between two config trees, as (dotted key, first, second)."""
+    out = []
+    for key in list(dict.fromkeys([*a, *b])):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += config_diff(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append((f"{prefix}{key}", x, y))
+    return out
+
+
+def overlay(selected: list[str], request: gr.Request = None):
+    user = auth.user_from_request(request)
+    series, configs = {}, {}
     for run_id in selected or []:
         try:
-            run_dir = runs.resolve_run(run_id)
-        except ValueError:
+            run_dir = jobs.open_run(run_id, user)
+        except jobs.Refused:
             continue
-        tail = runs.MetricsTail(run_dir / "metrics.jsonl")
-        tail.read_new()
-        series[run_id] = tail.logs
-        first_config = first_config or (run_dir / "config.yaml").read_text(encoding="utf-8")
-    return comparison_figure(series), first_config
+        series[run_id] = runs.read_metrics(run_dir).logs
+        configs[run_id] = (run_dir / "config.yaml").read_text(encoding="utf-8")
+    diff = ""
+    if len(configs) >= 2:
+        (first, a), (second, b) = list(configs.items())[:2]
+        rows = config_diff(yaml.safe_load(a) or {}, yaml.safe_load(b) or {})
+        diff = f"**{t('compare_diff', request)}**\n\n" + (
+            "\n".join([f"| | `{first}` | `{second}` |", "| --- | --- | --- |"] +
+                      [f"| `{k}` | {x} | {y} |" for k, x, y in rows]) if rows else t("compare_same", request))
+    first_config = next(iter(configs.values()), "")
+    return comparison_figure(series, say=lambda key: t(key, request)), diff, first_config
 
 
-def wire(tab: RunsTab) -> None:
-    tab.refresh.click(table_and_choices, None, [tab.table, tab.selected], api_name="list_runs")
-    tab.selected.change(overlay, tab.selected, [tab.plot, tab.config], api_visibility="private")
+def wire(tab: RunsTab, page: gr.Tab) -> None:
+    outputs = [tab.table, tab.selected, tab.timer]
+    tab.refresh.click(table_and_choices, None, outputs, api_visibility="private")
+    page.select(table_and_choices, None, outputs, api_visibility="private")
+    tab.timer.tick(table_and_choices, None, outputs, api_visibility="private", show_progress="hidden")
+    tab.selected.change(overlay, tab.selected, [tab.plot, tab.diff, tab.config], api_visibility="private")

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import html
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import gradio as gr
 
 from studio import data, models, templates
-from studio.config import RunConfig, resolve_path
+from studio.config import RunConfig
 from studio.ui import dataset_tab
 from studio.ui.i18n import t
-
-_tokenizers: OrderedDict = OrderedDict()  # (model, template) -> tokenizer with the template applied
 
 
 @dataclass
@@ -46,32 +43,22 @@ def build(I, cfg: RunConfig) -> TemplateTab:
     return TemplateTab(template, row, render, instruction_part, response_part, stats, rendered)
 
 
-def tokenizer_for(model_name: str, template: str, token: str | None = None):
-    key = (model_name, template)
-    if key not in _tokenizers:
-        import unsloth  # noqa: F401  (before transformers)
-        from transformers import AutoTokenizer
-        path = resolve_path(model_name)
-        try:
-            models.load_model_config(model_name, token)  # fails fast and clearly when offline
-            tok = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model_name, token=token or None)
-            tok = templates.apply_template(tok, template)
-        except models.ModelError as exc:
-            raise gr.Error(str(exc)) from None
-        except Exception as exc:
-            raise gr.Error(f"template '{template}' on {model_name}: {str(exc).splitlines()[0][:300]}") from None
-        _tokenizers[key] = tok
-        while len(_tokenizers) > 3:
-            _tokenizers.popitem(last=False)
-    return _tokenizers[key]
+def tokenizer_for(model_name: str, template: str, token: str | None = None, request=None):
+    try:
+        return templates.TOKENIZERS.get(model_name, template, token)
+    except models.ModelError as exc:
+        raise gr.Error(t(str(exc), request)) from None
+    except Exception as exc:
+        raise gr.Error(t("err_template", request, template=template, model=model_name,
+                         detail=str(exc).splitlines()[0][:300])) from None
 
 
 def render_row(model_name, template, source, path, split, max_rows, row, max_length, responses_only, token="",
                request: gr.Request = None):
     """render_template: the row as training text, with what train_on_responses_only keeps highlighted."""
-    tok = tokenizer_for(model_name, template, token or None)
+    tok = tokenizer_for(model_name, template, token or None, request)
     try:
-        ds = dataset_tab.get_dataset(source, path, split, int(max_rows or 0), token or None)
+        ds = dataset_tab.get_dataset(source, path, split, int(max_rows or 0), token or None, request)
         index = min(max(1, int(row or 1)), len(ds)) - 1
         conversation = ds.standardized(index)
     except data.DataError as exc:

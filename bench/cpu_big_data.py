@@ -1,0 +1,148 @@
+"""The chapter's data size on a CPU: Start to the first loss point, and peak memory, for the 600-row default and
+for an uploaded 100,000-row FineTome-shaped file, each through the real app (gradio_client, as a user clicks).
+
+    .venv/bin/python bench/cpu_big_data.py [--rows 100000] [--steps 5] [--repeat 2]
+
+Each case runs in a fresh app process (so its peak memory is its own): the app starts with its standby worker,
+the dataset is previewed (as on the Dataset tab), then Start; the clock runs from Start until the status shows the
+first loss point. Also: the same 100k run again (prepared data reused), and the time to the first page of the
+Dataset tab. Targets (issue 7): the 100k file reaches its first point within 1.5x the default's time; the
+default within 8 s of Start; peak memory of the app and of the worker on 100k rows at most 1.5x the 600-row run's.
+"""
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WORDS = ("the model learns from each answer while the loss falls as training goes on and every step moves the "
+         "weights a little toward replies that read like the data people wrote for it").split()
+KO = "모델은 답변마다 배우고 훈련이 진행되면서 손실이 줄어듭니다".split()
+
+
+def make_file(path: Path, rows: int, seed: int = 0) -> None:
+    """FineTome-shaped ShareGPT rows of 60-500 words (a few in Korean), some multi-turn or with a system turn."""
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(rows):
+            words = rng.randint(60, 500)
+            vocab = KO if i % 10 == 0 else WORDS
+            q = " ".join(rng.choices(vocab, k=max(8, words // 4)))
+            a = " ".join(rng.choices(vocab, k=words - words // 4))
+            turns = [{"from": "human", "value": q + "?"}, {"from": "gpt", "value": a + "."}]
+            if i % 7 == 0:
+                turns.insert(0, {"from": "system", "value": "Answer clearly."})
+            f.write(json.dumps({"conversations": turns, "source": "bench", "score": 4.5}, ensure_ascii=False) + "\n")
+
+
+def one_case(args) -> dict:
+    """In a fresh process: the app, a preview, Start, the first point, the end."""
+    os.environ.update(HF_HUB_OFFLINE="1", STUDIO_STANDBY="1", STUDIO_RUNS_DIR=args.runs)
+    sys.path.insert(0, str(REPO))
+    from gradio_client import Client
+
+    from studio import runs
+    from studio.ui import build_app, launch_kwargs
+    demo = build_app()
+    kw = launch_kwargs()
+    kw.update(server_port=None, prevent_thread_lock=True, quiet=True)
+    demo.queue().launch(**kw)
+    client = Client(demo.local_url, verbose=False)
+    deadline = time.time() + 120
+    while not runs.STANDBY.ready() and time.time() < deadline:  # a person arrives after the app has started
+        time.sleep(0.2)
+    source = "file" if args.file else "bundled"
+    path = args.file or "assets/sample_data/sample_chat.jsonl"
+    t0 = time.perf_counter()
+    client.predict(source, path, "train", 0, 1, "", api_name="/preview_dataset")
+    first_page = time.perf_counter() - t0
+    cfg = client.predict(recipe="bundled", api_name="/default_config")
+    cfg = cfg.replace("max_steps: 150", f"max_steps: {args.steps}")
+    if args.file:
+        cfg = cfg.replace("source: bundled", "source: file").replace("path: assets/sample_data/sample_chat.jsonl",
+                                                                     f"path: {args.file}")
+    results = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        status = client.predict(config_yaml=cfg, api_name="/start_training")
+        run_id, first = status["run_id"], None
+        while True:
+            status = client.predict(run_id=run_id, api_name="/training_status")
+            if first is None and status.get("points"):
+                first = time.perf_counter() - t0
+            if status["state"] in runs.FINAL_STATES:
+                break
+            time.sleep(0.1)
+        events = runs.read_metrics(runs.runs_root() / run_id).events
+        end = next(e for e in events if e["event"] == "end")
+        prepared = next(e for e in events if e["event"] == "prepared")
+        results.append({"state": status["state"], "first_point_s": round(first or -1, 2),
+                        "phases": {p["phase"]: p["seconds"] for p in end["phases"]},
+                        "reused": prepared["reused"], "worker_peak_gb": end.get("process_peak_gb")})
+        deadline = time.time() + 120
+        while not runs.STANDBY.ready() and time.time() < deadline:
+            time.sleep(0.2)
+    demo.close()
+    runs.STANDBY.stop()
+    app_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return {"first_page_s": round(first_page, 2), "runs": results, "app_peak_gb": round(app_peak, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--file", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--runs", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print("RESULT " + json.dumps(one_case(args)))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="studio-big-"))
+    big = tmp / "finetome_100k.jsonl"
+    t0 = time.perf_counter()
+    make_file(big, args.rows)
+    print(f"generated {args.rows:,} rows, {big.stat().st_size / 2**20:.0f} MB in {time.perf_counter() - t0:.1f} s;"
+          f" CPU: {os.cpu_count()} cores")
+    out = {}
+    for name, file in (("600-row default", ""), (f"{args.rows:,}-row file", str(big))):
+        cmd = [sys.executable, __file__, "--case", name, "--file", file, "--runs", str(tmp / name.split()[0]),
+               "--steps", str(args.steps), "--repeat", str(args.repeat)]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            print(proc.stdout[-3000:], proc.stderr[-3000:])
+            raise SystemExit(f"case {name} failed")
+        out[name] = json.loads(line[7:])
+    print(f"\nmax_steps {args.steps}, bundled tiny model, standby worker on; times from Start\n")
+    print("| case | run | first page s | Start -> first point s | prepared | worker start / model / data / "
+          "prepare / trainer / first step s | worker peak GB | app peak GB |")
+    print("|---|---|---:|---:|---|---|---:|---:|")
+    for name, r in out.items():
+        for i, run in enumerate(r["runs"], 1):
+            p = run["phases"]
+            phases = " / ".join(f"{p.get(k, 0):.2f}" for k in ("worker", "model_load", "data", "prepare", "trainer",
+                                                                "first_step"))
+            print(f"| {name} | {i} | {r['first_page_s']} | {run['first_point_s']} | "
+                  f"{'reused' if run['reused'] else 'made'} | {phases} | {run['worker_peak_gb']} | {r['app_peak_gb']} |")
+    small, large = list(out.values())
+    ratio = large["runs"][0]["first_point_s"] / small["runs"][0]["first_point_s"]
+    mem_w = large["runs"][0]["worker_peak_gb"] / small["runs"][0]["worker_peak_gb"]
+    mem_a = large["app_peak_gb"] / small["app_peak_gb"]
+    print(f"\nfirst point, 100k vs default: {ratio:.2f}x (target <= 1.5x): {'met' if ratio <= 1.5 else 'NOT met'}")
+    print(f"default first point {small['runs'][0]['first_point_s']} s (target <= 8 s): "
+          f"{'met' if small['runs'][0]['first_point_s'] <= 8 else 'NOT met'}")
+    print(f"peak memory 100k vs default: worker {mem_w:.2f}x, app {mem_a:.2f}x (target <= 1.5x): "
+          f"{'met' if max(mem_w, mem_a) <= 1.5 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Who is asking, and what they may see.
+
+Three ways to know who someone is, from the deployment's settings:
+  - a Hugging Face Space with OAuth on (`hf_oauth: true` in README.md): "Sign in with Hugging Face";
+  - a users table: STUDIO_USERS_FILE (a YAML/JSON file) or STUDIO_USERS (the same text in a variable),
+    `{name: {password: "pbkdf2_sha256$...", admin: true}}`; make a hash with `python -m studio.auth hash`;
+  - the single STUDIO_USER / STUDIO_PASSWORD pair (that user is the admin).
+With none of them (localhost, one person) everyone is the local user, who sees everything.
+STUDIO_ADMINS (comma-separated names) adds admins, e.g. Hugging Face accounts on a Space.
+Passwords are compared against hashes only; no password or token is ever written to a run folder.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ITERATIONS = 200_000
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    admin: bool = False
+
+    def can_see(self, owner: str | None) -> bool:
+        return self.admin or (owner or LOCAL.name) == self.name
+
+
+LOCAL = User("local", admin=True)  # localhost, no sign-in: one person, who owns everything
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, ITERATIONS)
+    return f"pbkdf2_sha256${ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        algo, iterations, salt, digest = stored.split("$")
+        if algo != "pbkdf2_sha256":
+            return False
+        got = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        return hmac.compare_digest(got, base64.b64decode(digest))
+    except (ValueError, TypeError):
+        return False
+
+
+def users_table() -> dict[str, dict]:
+    """name -> {password: hash, admin: bool}, from STUDIO_USERS_FILE or STUDIO_USERS; {} when neither is set."""
+    text = os.environ.get("STUDIO_USERS", "")
+    if os.environ.get("STUDIO_USERS_FILE"):
+        text = Path(os.environ["STUDIO_USERS_FILE"]).read_text(encoding="utf-8")
+    if not text.strip():
+        return {}
+    import yaml
+    table = yaml.safe_load(text) or {}
+    if not isinstance(table, dict) or not all(isinstance(v, dict) and "password" in v for v in table.values()):
+        raise ValueError("STUDIO_USERS: expected {name: {password: <hash>, admin: true|false}}")
+    return {str(k): v for k, v in table.items()}
+
+
+def admins() -> set[str]:
+    names = {n.strip() for n in os.environ.get("STUDIO_ADMINS", "").split(",") if n.strip()}
+    names |= {n for n, v in users_table().items() if v.get("admin")}
+    if os.environ.get("STUDIO_USER"):
+        names.add(os.environ["STUDIO_USER"])
+    return names
+
+
+def oauth_enabled() -> bool:
+    return bool(os.environ.get("SPACE_ID") and os.environ.get("OAUTH_CLIENT_ID"))
+
+
+def sign_in_required() -> bool:
+    return bool(users_table() or (os.environ.get("STUDIO_USER") and os.environ.get("STUDIO_PASSWORD"))
+                or oauth_enabled())
+
+
+def check_login(username: str, password: str) -> bool:
+    """Gradio's auth= callable: the users table, or the single STUDIO_USER/STUDIO_PASSWORD pair."""
+    table = users_table()
+    if username in table:
+        return verify_password(password, str(table[username]["password"]))
+    user, pw = os.environ.get("STUDIO_USER"), os.environ.get("STUDIO_PASSWORD")
+    return bool(user and pw and hmac.compare_digest(username, user) and hmac.compare_digest(password, pw))
+
+
+def gradio_auth():
+    """What to pass to launch(auth=...): None when no password sign-in is configured."""
+    if users_table() or (os.environ.get("STUDIO_USER") and os.environ.get("STUDIO_PASSWORD")):
+        return check_login
+    return None
+
+
+def user_from_request(request) -> User | None:
+    """The signed-in person of a Gradio request (password sign-in or Hugging Face OAuth); LOCAL when no
+    sign-in is configured; None for an anonymous visitor of a server that needs one."""
+    if not sign_in_required():
+        return LOCAL
+    name = getattr(request, "username", None) if request is not None else None
+    if not name and request is not None:
+        try:
+            from gradio import oauth
+            info = oauth._get_valid_oauth_info_from_session(request.session)
+            name = info["userinfo"]["preferred_username"] if info else None
+        except Exception:  # no session (API client without OAuth): anonymous
+            name = None
+    if not name:
+        return None
+    return User(str(name), admin=str(name) in admins())
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["hash"]:
+        import getpass
+        password = argv[1] if len(argv) > 1 else getpass.getpass("password: ")
+        print(hash_password(password))
+        return 0
+    print("usage: python -m studio.auth hash [PASSWORD]    (prints a hash for STUDIO_USERS)")
+    print(json.dumps({"example": {"alice": {"password": "pbkdf2_sha256$...", "admin": True}}}))
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

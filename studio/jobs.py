@@ -1,0 +1,186 @@
+"""What a person can do with runs, checked: start (queued), resume, stop, cancel, and see the status.
+
+The UI's handlers and the API endpoints both call these, so the same rules hold everywhere: a person acts
+only on their own runs (an admin on all), and learns nothing of another person's run beyond "busy, N ahead
+of you". Refusals are `Refused(code, **params)`: message codes that studio/ui/i18n.py says in either language.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from studio import config as config_mod, data, models, runs
+from studio.auth import User
+from studio.config import ConfigError, RunConfig
+
+PREFLIGHT_ROWS = 2000  # rows checked before Start returns; the worker checks every row it uses before step 1
+
+
+class Refused(Exception):
+    def __init__(self, code: str, **params):
+        self.code, self.params = code, params
+        super().__init__(code + (f" {params}" if params else ""))
+
+
+def caps() -> dict:
+    """Per-run limits set by the deployment (0 = none): minutes, optimizer steps, dataset rows."""
+    def num(name):
+        try:
+            return max(0, int(float(os.environ.get(name, "0") or 0)))
+        except ValueError:
+            return 0
+    return {"minutes": num("STUDIO_CAP_MINUTES"), "steps": num("STUDIO_CAP_STEPS"), "rows": num("STUDIO_CAP_ROWS")}
+
+
+def open_run(run_id: str, user: User) -> Path:
+    """The run folder, if it exists and `user` may act on it; the same refusal either way (no probing)."""
+    try:
+        run_dir = runs.resolve_run(run_id)
+    except ValueError:
+        raise Refused("err_no_such_run", run=str(run_id)[:80]) from None
+    if not user.can_see(runs.read_meta(run_dir).get("owner")):
+        raise Refused("err_no_such_run", run=str(run_id)[:80])
+    return run_dir
+
+
+def parse_config(text_or_cfg) -> RunConfig:
+    if isinstance(text_or_cfg, RunConfig):
+        return text_or_cfg
+    try:
+        return RunConfig.from_yaml(str(text_or_cfg or ""))
+    except ConfigError as exc:
+        raise Refused("err_config", problems=exc.problems) from None
+
+
+def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
+    """Everything that can be refused before a run folder exists: the form, the model, the rows it uses."""
+    try:  # fails fast and clearly for a missing folder or an unreachable Hub
+        context = models.load_model_config(cfg.model.name, token).get("max_position_embeddings")
+    except models.ModelError as exc:
+        raise Refused("err_model_load", detail=str(exc)) from None
+    problems = config_mod.validate(cfg, context)
+    if problems:
+        raise Refused("err_config", problems=problems)
+    limits = caps()
+    try:
+        ds = data.DATASETS.get(cfg.data.source, cfg.data.path, cfg.data.split, cfg.data.max_rows, token,
+                               data.allowed_roots(user.name))
+        t = cfg.train
+        rows = data.select_rows(len(ds), t.max_steps, t.per_device_train_batch_size * t.gradient_accumulation_steps,
+                                t.seed)
+        used = len(ds) if rows is None else len(rows)
+        if limits["rows"] and used > limits["rows"]:
+            raise Refused("err_cap_rows", rows=used, cap=limits["rows"])
+        for i in (rows or range(len(ds)))[:PREFLIGHT_ROWS]:  # a bad row is named now, not an hour in
+            ds.standardized(i)
+    except data.DataError as exc:
+        raise Refused("err_data", detail=str(exc)) from None
+    return ds
+
+
+def start(cfg_or_yaml, user: User, token: str | None = None) -> dict:
+    """Check, create the run folder, queue it; it starts at once when the machine is free."""
+    if user is None:
+        raise Refused("err_sign_in")
+    cfg = parse_config(cfg_or_yaml)
+    preflight(cfg, token or None, user)
+    run_dir = runs.create_run(cfg, owner=user.name)
+    if token:
+        runs._secrets[run_dir.name] = {"HF_TOKEN": token}
+    runs.enqueue(run_dir, owner=user.name)
+    runs.dispatch()
+    return status(run_dir.name, user)
+
+
+def resume(run_id: str, user: User, token: str | None = None) -> dict:
+    run_dir = open_run(run_id, user)
+    if not runs.last_checkpoint(run_dir):
+        raise Refused("err_no_checkpoint")
+    try:
+        if token:
+            runs._secrets[run_dir.name] = {"HF_TOKEN": token}
+        runs.enqueue(run_dir, resume=True, owner=user.name)
+    except runs.Busy:
+        raise Refused("err_already_running") from None
+    runs.dispatch()
+    return status(run_id, user)
+
+
+def stop(run_id: str, user: User) -> dict:
+    """Stop a live run (it saves a checkpoint and the adapter) or take a queued one out of the queue."""
+    run_dir = open_run(run_id, user)
+    if not runs.cancel(run_dir.name) and runs.worker_alive(run_dir):
+        runs.request_stop(run_dir)
+    return status(run_id, user)
+
+
+def status(run_id: str, user: User) -> dict:
+    """training_status: the run's state, phase and progress, as plain JSON."""
+    run_dir = open_run(run_id, user)
+    view = runs.view(run_dir)
+    out = {k: view.get(k) for k in ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s",
+                                     "train_loss", "train_runtime", "error", "error_code", "hint", "resumable",
+                                     "stop_reason", "started_at", "ended_at", "updated_at")
+           if view.get(k) is not None}
+    out["run_id"] = run_dir.name
+    tail = runs.read_metrics(run_dir)
+    logs = tail.logs
+    if logs:
+        out["loss"] = logs[-1].get("loss")
+        out["points"] = len(logs)
+    if view.get("state") == "queued":
+        out.update(queue_position(run_dir.name))
+    return out
+
+
+def queue_position(run_id: str) -> dict:
+    """How many runs are ahead (the live one included) and a rough wait, never whose they are."""
+    entries = runs.queue()
+    index = next((i for i, e in enumerate(entries) if e["run"] == run_id), len(entries))
+    holder = runs.machine_holder()
+    ahead = index + (1 if holder else 0)
+    wait = 0.0
+    known = True
+    if holder and holder != "?":
+        live = runs.view(runs.runs_root() / holder)
+        step, total, elapsed = live.get("step") or 0, live.get("max_steps") or 0, live.get("elapsed_s") or 0
+        if step and total:
+            wait += elapsed / step * (total - step)
+        else:
+            known = False
+    for entry in entries[:index]:
+        estimate = typical_duration(runs.runs_root() / entry["run"])
+        if estimate is None:
+            known = False
+        else:
+            wait += estimate
+    return {"position": ahead + 1, "ahead": ahead, "wait_s": round(wait) if known else None}
+
+
+def typical_duration(run_dir: Path) -> float | None:
+    """A queued run's expected length: seconds per step of the latest finished run of the same model."""
+    try:
+        cfg = RunConfig.load(run_dir / "config.yaml")
+    except (OSError, ValueError):
+        return None
+    for row in runs.list_runs():
+        if row["model"] == cfg.model.name and row["state"] == "completed" and row["runtime_s"] and row["step"]:
+            steps = cfg.train.max_steps or row["step"]
+            return row["runtime_s"] / row["step"] * steps + 10
+    return None
+
+
+def visible_runs(user: User) -> list[dict]:
+    return runs.list_runs(owner=None if user.admin else user.name)
+
+
+def wait_until(run_id: str, user: User, states=runs.FINAL_STATES, timeout: float = 600) -> dict:
+    """For notebooks and tests: poll until the run reaches one of `states`."""
+    deadline = time.time() + timeout
+    while True:
+        runs.reap()
+        s = status(run_id, user)
+        if s.get("state") in states or time.time() > deadline:
+            return s
+        time.sleep(0.5)

@@ -1,0 +1,83 @@
+"""The API a notebook uses (gradio_client), with named parameters; the same checks as the UI (studio/jobs.py).
+
+    from gradio_client import Client
+    c = Client("http://127.0.0.1:7860")
+    run = c.predict(config_yaml=c.predict(recipe="bundled", api_name="/default_config"), api_name="/start_training")
+    c.predict(run_id=run["run_id"], api_name="/training_status")
+
+(No `from __future__ import annotations` here: gr.api reads the parameter types from the signature.)
+"""
+import gradio as gr
+
+from studio import auth, jobs
+from studio.config import RECIPES, RunConfig
+from studio.ui.i18n import refusal
+
+
+def _user(request: gr.Request):
+    user = auth.user_from_request(request)
+    if user is None:
+        raise refusal(jobs.Refused("err_sign_in"), request)
+    return user
+
+
+def default_config(recipe: str = "bundled") -> str:
+    """A run config as YAML: "bundled" (tiny model, CPU, offline) or "chapter" (Qwen3-4B + FineTome-100k)."""
+    return RECIPES.get(recipe, RunConfig)().to_yaml()
+
+
+def start_training(config_yaml: str, hf_token: str = "", request: gr.Request = None) -> dict:
+    """Check and queue a run from its config.yaml text; it starts at once when the GPU is free. Returns its status."""
+    try:
+        return jobs.start(config_yaml, _user(request), hf_token or None)
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
+
+
+def training_status(run_id: str, request: gr.Request = None) -> dict:
+    """State, phase and progress, step, last loss, queue position, error of one of your runs."""
+    try:
+        return jobs.status(run_id, _user(request))
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
+
+
+def stop_training(run_id: str, request: gr.Request = None) -> dict:
+    """Stop a live run (a checkpoint and the adapter are saved) or cancel a queued one."""
+    try:
+        return jobs.stop(run_id, _user(request))
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
+
+
+def resume_training(run_id: str, hf_token: str = "", request: gr.Request = None) -> dict:
+    """Continue a stopped or failed run from its last checkpoint (queued if the GPU is busy)."""
+    try:
+        return jobs.resume(run_id, _user(request), hf_token or None)
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
+
+
+def list_runs(request: gr.Request = None) -> list:
+    """Your runs, newest first (an admin: everyone's)."""
+    return jobs.visible_runs(_user(request))
+
+
+def chat(run_id: str, message: str, history: list = None, max_new_tokens: int = 128, temperature: float = 0.0,
+         request: gr.Request = None) -> str:
+    """One reply from a run's adapter (or "base:<model>"); history is a list of {role, content} messages."""
+    from studio.chat import normalize_history
+    from studio.ui import chat_tab
+    user = _user(request)
+    chat_tab.load_choice(run_id, user, "qwen-3", request=request)
+    messages = normalize_history(list(history or [])) + [{"role": "user", "content": message}]
+    reply = ""
+    for reply in chat_tab.ENGINE.stream(messages, max_new_tokens, temperature):
+        pass
+    return reply
+
+
+def register() -> None:
+    """Inside the Blocks: one named endpoint per function above."""
+    for fn in (default_config, start_training, training_status, stop_training, resume_training, list_runs, chat):
+        gr.api(fn, api_name=fn.__name__)

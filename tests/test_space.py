@@ -1,0 +1,110 @@
+"""A Space many people share: accounts, the queue that survives a restart, per-run caps, and the API refusing
+another person's run with their own session."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, launch_app, start_run, wait_for
+
+from studio import auth, jobs, runs
+from studio.config import RunConfig
+
+
+def users_env(monkeypatch):
+    table = {"alice": {"password": auth.hash_password("alice-pw")},
+             "bob": {"password": auth.hash_password("bob-pw")},
+             "root": {"password": auth.hash_password("root-pw"), "admin": True}}
+    monkeypatch.setenv("STUDIO_USERS", json.dumps(table))
+
+
+def test_passwords_are_stored_hashed_and_checked(monkeypatch):
+    users_env(monkeypatch)
+    stored = auth.users_table()["alice"]["password"]
+    assert stored.startswith("pbkdf2_sha256$") and "alice-pw" not in stored
+    assert auth.check_login("alice", "alice-pw") and not auth.check_login("alice", "bob-pw")
+    assert not auth.check_login("mallory", "x")
+    assert auth.admins() == {"root"}
+    assert auth.gradio_auth() is auth.check_login
+
+
+def test_one_user_on_localhost_needs_no_sign_in(monkeypatch):
+    for var in ("STUDIO_USERS", "STUDIO_USERS_FILE", "STUDIO_USER", "STUDIO_PASSWORD", "SPACE_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert auth.user_from_request(None) == auth.LOCAL and auth.gradio_auth() is None
+
+
+def test_the_single_user_pair_still_works(monkeypatch):
+    monkeypatch.delenv("STUDIO_USERS", raising=False)
+    monkeypatch.setenv("STUDIO_USER", "reader")
+    monkeypatch.setenv("STUDIO_PASSWORD", "s3cret")
+    assert auth.check_login("reader", "s3cret") and not auth.check_login("reader", "nope")
+
+    class Req:
+        username = "reader"
+    assert auth.user_from_request(Req()) == auth.User("reader", admin=True)
+
+
+@pytest.mark.slow
+def test_the_queue_survives_an_app_restart():
+    """Queued while the machine is busy; the app goes away; a new app process starts it when the GPU frees."""
+    busy = start_run(RunConfig(run_name="busy"))
+    wait_for(busy, states=("running",), timeout=240)
+    waiting = runs.create_run(RunConfig(run_name="waiting"), owner="alice")
+    runs.enqueue(waiting, owner="alice")
+    assert runs.dispatch() is None and runs.view(waiting)["state"] == "queued"
+    assert jobs.status(waiting.name, auth.User("alice"))["ahead"] == 1
+    runs.kill(busy)  # the machine frees while no app is running
+    time.sleep(1)
+    assert runs.view(waiting)["state"] == "queued"  # nothing starts it until an app is back
+    code = ("import sys, time; sys.path.insert(0, '.'); from studio import runs; runs.SCHEDULER.start(); "
+            "time.sleep(8)")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+    status = wait_for(waiting, states=("starting", "running", *runs.FINAL_STATES), timeout=60)
+    assert status["state"] in ("starting", "running", "completed"), status
+    runs.kill(waiting)
+
+
+@pytest.mark.slow
+def test_a_run_that_reaches_the_step_cap_stops_with_a_checkpoint_and_says_why(monkeypatch):
+    cfg = RunConfig(run_name="capped")
+    cfg.train.max_steps, cfg.data.max_rows = 50, 120
+    run_dir = start_run(cfg, env={"STUDIO_CAP_STEPS": "3"})
+    status = wait_for(run_dir, timeout=240)
+    assert status["state"] == "stopped" and status["stop_reason"] == "steps:3" and status["step"] == 3
+    assert runs.last_checkpoint(run_dir) is not None
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    from studio.ui import run_view
+    summary = run_view.summary_text(runs.read_metrics(run_dir).events, status)
+    assert "Stopped at the deployment's limit: 3 steps per run" in summary
+
+
+def test_a_dataset_over_the_row_cap_is_refused(monkeypatch):
+    monkeypatch.setenv("STUDIO_CAP_ROWS", "100")
+    cfg = RunConfig(run_name="big")
+    cfg.train.max_steps = 0  # epochs: every one of the 600 rows
+    with pytest.raises(jobs.Refused) as info:
+        jobs.preflight(cfg, None, auth.LOCAL)
+    assert info.value.code == "err_cap_rows" and info.value.params == {"rows": 600, "cap": 100}
+
+
+@pytest.mark.slow
+def test_the_api_refuses_another_persons_run_with_their_own_session(monkeypatch):
+    from gradio_client import Client
+    users_env(monkeypatch)
+    alices = runs.create_run(RunConfig(run_name="alices-run"), owner="alice")
+    demo = launch_app()
+    try:
+        bob = Client(demo.local_url, auth=("bob", "bob-pw"), verbose=False)
+        for api_name, kwargs in (("/training_status", {}), ("/stop_training", {}), ("/resume_training", {}),
+                                 ("/chat", {"message": "hi"})):
+            with pytest.raises(Exception, match="No such run"):
+                bob.predict(run_id=alices.name, api_name=api_name, **kwargs)
+        assert alices.name not in [r["id"] for r in bob.predict(api_name="/list_runs")]
+        alice = Client(demo.local_url, auth=("alice", "alice-pw"), verbose=False)
+        assert alice.predict(run_id=alices.name, api_name="/training_status")["state"] == "created"
+        root = Client(demo.local_url, auth=("root", "root-pw"), verbose=False)
+        assert alices.name in [r["id"] for r in root.predict(api_name="/list_runs")]
+    finally:
+        demo.close()
