@@ -155,5 +155,5 @@ def clean_reply(text: str, eos_tokens: list[str]) -> str:
     for eos in eos_tokens:
         if eos in text:
             text = text.split(eos)[0]
-    text = re.sub(r"^\s*<think>\s*</think>\s*", "", text)
+    text = re.sub(r"^\s*(<think>)?\s*</think>\s*", "", text)  # an empty think block (or its end: the prompt opened it)
     return text.strip("\n")

@@ -22,6 +22,9 @@ GRADIENT_CHECKPOINTING = ["unsloth", "true", "false"]
 OPTIMIZERS = ["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "sgd", "adafactor"]
 SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"]
 BIASES = ["none", "all", "lora_only"]
+REPORT_TO = ["none", "tensorboard", "trackio", "wandb"]
+SAMPLE_PROMPTS = ["Continue the fibonacci sequence: 1, 1, 2, 3, 5, 8,",  # the chapter's two prompts
+                  "What is France's tallest tower called?"]
 
 
 @dataclass
@@ -51,6 +54,8 @@ class DataConfig:
     max_rows: int = 0  # 0 = all rows
     template: str = "qwen-3"
     train_on_responses_only: bool = True
+    eval_size: float = 0.0  # held out for evaluation (seeded): 0 = none, below 1 a fraction, else a row count
+    eval_path: str = ""     # or a second file (source "file") / Hub split name (source "hub") to evaluate on
 
 
 @dataclass
@@ -70,6 +75,10 @@ class TrainConfig:
     seed: int = 3407
     save_steps: int = 0  # checkpoint every N steps; 0 = only at the end or on Stop
     save_total_limit: int = 2
+    eval_steps: int = 0               # evaluate every N steps (0 = ten times a run) when there is an eval set
+    early_stopping_patience: int = 0  # stop after N evaluations without a better eval loss (0 = never)
+    sample_prompts: list[str] = field(default_factory=lambda: list(SAMPLE_PROMPTS))  # answered at each eval
+    report_to: str = "none"           # also log to: none | tensorboard | trackio | wandb (where installed)
 
 
 @dataclass
@@ -197,6 +206,8 @@ def _coerce(value, default, where):
         if isinstance(default, float):
             return float(value)
         if isinstance(default, list):
+            if isinstance(value, str):  # one item per line, as a text box holds them
+                return [line.strip() for line in value.splitlines() if line.strip()]
             return [str(v) for v in value]
         return str(value)
     except (TypeError, ValueError):
@@ -268,6 +279,14 @@ def validate(cfg: RunConfig, context_length: int | None = None) -> list[Problem]
         bad("model", "err_model")
     if cfg.data.max_rows < 0:
         bad("max_rows", "err_rows")
+    if cfg.data.eval_size < 0 or (0 < cfg.data.eval_size < 1 and cfg.data.eval_size > 0.5):
+        bad("eval_size", "err_eval_size")
+    if t.eval_steps < 0 or t.early_stopping_patience < 0:
+        bad("eval_steps", "err_eval_steps")
+    if t.early_stopping_patience and not (cfg.data.eval_size or cfg.data.eval_path):
+        bad("early_stopping_patience", "err_patience_no_eval")
+    if t.report_to not in REPORT_TO:
+        bad("report_to", "err_choice")
     return errors
 
 

@@ -286,6 +286,13 @@ class DatasetCache:
 DATASETS = DatasetCache()
 
 
+def holdout(n_rows: int, eval_size: float, seed: int) -> list[int]:
+    """The rows held out for evaluation (seeded, sorted): a fraction (below 1) or a count; never all of them."""
+    k = int(round(n_rows * eval_size)) if eval_size < 1 else int(eval_size)
+    k = max(1, min(k, n_rows - 1)) if eval_size > 0 and n_rows > 1 else 0
+    return sorted(random.Random(seed + 1).sample(range(n_rows), k)) if k else []
+
+
 def select_rows(n_rows: int, max_steps: int, rows_per_step: int, seed: int) -> list[int] | None:
     """The rows a run trains on: with max_steps set, a seeded sample of max_steps x rows-per-step rows
     (sorted, so reading stays sequential); None = every row (epoch runs, or a file smaller than that).

@@ -156,6 +156,9 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             logs = dict(logs or {})
             if "train_loss" in logs:
                 return  # the final summary goes into the end event
+            if "eval_loss" in logs:
+                files.event("eval", step=state.global_step, eval_loss=logs["eval_loss"])
+                return
             now = time.time()
             tokens = getattr(state, "num_input_tokens_seen", 0) or 0
             rate = None
@@ -168,6 +171,43 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
                         **keep, **memory_figures(start_reserved_gb))
 
     return StudioCallback()
+
+
+def make_sample_callback(files: RunFiles, tokenizer, prompts: list[str], max_new_tokens: int = 48):
+    """At each evaluation, a few fixed prompts answered greedily: watch it learn, step by step."""
+    import torch
+    from transformers import TrainerCallback
+
+    from studio.chat import clean_reply
+
+    class SampleCallback(TrainerCallback):
+        def on_evaluate(self, args, state, control, model=None, **kw):
+            if model is None or not prompts:
+                return
+            was_training = model.training
+            model.eval()
+            answers = []
+            eos = [i for i in {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")}
+                   if isinstance(i, int) and i >= 0]
+            try:
+                with torch.no_grad():
+                    for prompt in prompts:
+                        inputs = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
+                                                               add_generation_prompt=True, return_tensors="pt",
+                                                               return_dict=True).to(model.device)
+                        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                             eos_token_id=eos or None, pad_token_id=tokenizer.pad_token_id)
+                        text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=False)
+                        answers.append(clean_reply(text, [tokenizer.eos_token or "", "<|im_end|>"]))
+            finally:
+                if was_training:
+                    model.train()
+            files.event("samples", step=state.global_step, prompts=prompts, answers=answers)
+            with open(files.dir / "samples.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps({"step": state.global_step, "prompts": prompts, "answers": answers},
+                                   ensure_ascii=False) + "\n")
+
+    return SampleCallback()
 
 
 def count_tokens_lazily(trainer) -> None:
@@ -198,13 +238,36 @@ def count_tokens_lazily(trainer) -> None:
     trainer._save_checkpoint = lambda *a, **k: (fold(), save(*a, **k))[1]
 
 
-def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
+def report_targets(wanted: str, files: RunFiles | None = None) -> str:
+    """The tracker the person picked, if its package is installed here; else none (and the run says why)."""
+    import importlib.util
+    package = {"tensorboard": "tensorboard", "trackio": "trackio", "wandb": "wandb"}.get(wanted)
+    if package and importlib.util.find_spec(package) is None:
+        if files:
+            files.event("note", code="report_missing", tracker=wanted)
+        return "none"
+    return wanted if package else "none"
+
+
+def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, evaluating: bool = False,
+               files: RunFiles | None = None):
     from trl import SFTConfig
     t = cfg.train
     optim = t.optim
     if not on_gpu and "8bit" in optim:
         optim = "adamw_torch"  # bitsandbytes' 8-bit optimizers need a GPU
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run_dir / "tracker"))  # transformers 5: no logging_dir
+    extra = dict(save_strategy="steps" if t.save_steps > 0 else "no", save_steps=t.save_steps if t.save_steps > 0 else 500)
+    if evaluating:
+        steps = t.max_steps if t.max_steps > 0 else int(
+            -(-n_rows // (t.per_device_train_batch_size * t.gradient_accumulation_steps)) * t.num_train_epochs)
+        every = t.eval_steps or max(1, steps // 10)
+        # the best checkpoint is kept and loaded at the end: checkpoints at every evaluation
+        extra = dict(eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
+                     load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+                     per_device_eval_batch_size=t.per_device_train_batch_size)
     return SFTConfig(
+        **extra,
         output_dir=str(run_dir / "checkpoints"),
         max_length=t.max_length,
         packing=t.packing,
@@ -219,11 +282,9 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
         weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler_type,
         seed=t.seed,
-        save_strategy="steps" if t.save_steps > 0 else "no",
-        save_steps=t.save_steps if t.save_steps > 0 else 500,
         save_total_limit=t.save_total_limit,
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
-        report_to="none",
+        report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
     )
 
@@ -261,35 +322,63 @@ def progress_bar(files: RunFiles):
     return StatusBar
 
 
-def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
-    """The rows this run trains on, prepared (or reused from the cache)."""
-    files.phase("data")
-    allowed = data_mod.allowed_roots(runs.read_meta(files.dir).get("owner"))
-    ds = data_mod.load_dataset_source(cfg.data.source, cfg.data.path, cfg.data.split, cfg.data.max_rows,
-                                      token=os.environ.get("HF_TOKEN"), allowed_roots=allowed)
-    t = cfg.train
-    indices = data_mod.select_rows(len(ds), t.max_steps, t.per_device_train_batch_size *
-                                   t.gradient_accumulation_steps * world, t.seed)
+def prepared_rows(cfg: RunConfig, ds, indices, tokenizer, files: RunFiles, what: str):
+    """Prepare the chosen rows of `ds` (or reuse them from the cache); events say which."""
     used = len(ds) if indices is None else len(indices)
-    files.event("dataset", rows=len(ds), used=used, format=ds.format, name=ds.name)
-    key = prepare.cache_key(cfg, tokenizer, indices, len(ds))
-    files.phase("prepare", done=0, total=used, unit="rows")
+    key = prepare.cache_key(cfg, tokenizer, indices, len(ds)) + ("-eval" if what == "eval" else "")
     cached = prepare.load_cached(key)
     if cached is not None:
         prepared, info = cached
-        files.progress(done=used, detail="reused")
-        files.event("prepared", rows=used, dropped=info["dropped"], reused=True)
-        return prepared, info["dropped"], used
+        files.progress(done=used, total=used, detail="reused")
+        files.event("prepared", rows=used, dropped=info["dropped"], reused=True, split=what)
+        return prepared, info["dropped"]
     t0 = time.time()
 
     def report(done, total):
         files.progress(done=done, total=total, rate=round(done / max(1e-6, time.time() - t0), 1))
 
-    prepared, dropped = prepare.prepare(ds, indices, tokenizer, cfg.data.template, t.max_length,
+    prepared, dropped = prepare.prepare(ds, indices, tokenizer, cfg.data.template, cfg.train.max_length,
                                         cfg.data.train_on_responses_only, progress=report)
     prepare.save_cached(key, prepared, {"dropped": dropped, "rows": used})
-    files.event("prepared", rows=used, dropped=dropped, reused=False, seconds=round(time.time() - t0, 2))
-    return prepared, dropped, used
+    files.event("prepared", rows=used, dropped=dropped, reused=False, seconds=round(time.time() - t0, 2), split=what)
+    return prepared, dropped
+
+
+def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
+    """The rows this run trains on (and evaluates on), prepared or reused from the cache.
+
+    Returns (train dataset, rows dropped, rows used, eval dataset or None, the eval rows' first user turns)."""
+    files.phase("data")
+    allowed = data_mod.allowed_roots(runs.read_meta(files.dir).get("owner"))
+    token = os.environ.get("HF_TOKEN")
+    d, t = cfg.data, cfg.train
+    ds = data_mod.load_dataset_source(d.source, d.path, d.split, d.max_rows, token=token, allowed_roots=allowed)
+    eval_ds, held = None, []
+    if d.eval_path:  # a second file, or another split of the same Hub dataset
+        eval_ds = data_mod.load_dataset_source(d.source if d.source != "bundled" else "file", d.eval_path if
+                                               d.source != "hub" else d.path, d.eval_path if d.source == "hub"
+                                               else d.split, 0, token=token, allowed_roots=allowed)
+    elif d.eval_size:
+        held = data_mod.holdout(len(ds), d.eval_size, t.seed)
+        eval_ds = ds
+    pool = [i for i in range(len(ds)) if i not in set(held)] if held else None
+    picks = data_mod.select_rows(len(pool) if pool is not None else len(ds), t.max_steps,
+                                 t.per_device_train_batch_size * t.gradient_accumulation_steps * world, t.seed)
+    indices = pool if picks is None else ([pool[i] for i in picks] if pool is not None else picks)
+    used = len(ds) if indices is None else len(indices)
+    files.event("dataset", rows=len(ds), used=used, format=ds.format, name=ds.name,
+                eval_rows=(len(held) or len(eval_ds)) if eval_ds is not None else 0)
+    files.phase("prepare", done=0, total=used, unit="rows")
+    train_set, dropped = prepared_rows(cfg, ds, indices, tokenizer, files, "train")
+    eval_set, eval_users = None, []
+    if eval_ds is not None:
+        eval_idx = held or list(range(min(len(eval_ds), 1000)))
+        eval_set, _ = prepared_rows(cfg, eval_ds, eval_idx, tokenizer, files, "eval")
+        for i in eval_idx[:2]:  # two held-out questions join the sample prompts
+            first_user = next((m["content"] for m in eval_ds.standardized(i) if m["role"] == "user"), None)
+            if first_user:
+                eval_users.append(first_user[:500])
+    return train_set, dropped, used, eval_set, eval_users
 
 
 def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
@@ -318,7 +407,7 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
 
     # 2. Data: standardize to role/content, render with the chat template, tokenize, mask the prompts.
     tokenizer = templates.apply_template(tokenizer, cfg.data.template)
-    train_dataset, dropped, used = build_dataset(cfg, tokenizer, files)
+    train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files)
     if cfg.data.train_on_responses_only:
         files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
     if len(train_dataset) == 0:
@@ -328,8 +417,15 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     files.phase("trainer")
     from trl import SFTTrainer
     start_reserved = torch.cuda.max_memory_reserved() / GIB if on_gpu else 0.0
+    args = sft_config(cfg, run_dir, on_gpu, len(train_dataset), evaluating=eval_dataset is not None, files=files)
+    callbacks = [make_callback(files, start_reserved)]
+    if eval_dataset is not None:
+        from transformers import EarlyStoppingCallback
+        callbacks.append(make_sample_callback(files, tokenizer, list(cfg.train.sample_prompts) + eval_users))
+        if cfg.train.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
-                         args=sft_config(cfg, run_dir, on_gpu), callbacks=[make_callback(files, start_reserved)])
+                         eval_dataset=eval_dataset, args=args, callbacks=callbacks)
     if on_gpu:
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
@@ -348,6 +444,11 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),
                "train_loss": stats.metrics.get("train_loss"), "step": trainer.state.global_step,
                **memory_figures(start_reserved)}
+    if eval_dataset is not None and trainer.state.best_model_checkpoint:
+        # load_best_model_at_end: the adapter saved above is the best checkpoint's
+        summary.update(best_step=int(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1]),
+                       best_eval_loss=trainer.state.best_metric,
+                       early_stopped=bool(not stopped and trainer.state.global_step < trainer.state.max_steps))
     files.event("end", stopped=stopped, phases=files.status["phases"], **summary)
     files.set(state="stopped" if stopped else "completed", ended_at=time.time(), **summary)
     return 0

@@ -106,7 +106,7 @@ def test_a_failing_worker_marks_the_run_failed_and_the_ui_says_why(default_run, 
     # What the Train tab shows for it: the error, the plain hint, the traceback's last lines.
     from studio.ui import train_tab
     state, _, _ = train_tab.attach(run_dir.name)
-    _, progress, _, _, error, timer, _ = train_tab.poll(state)
+    _, progress, _, _, _, error, timer, _ = train_tab.poll(state)
     assert "`failed`" in progress and text in error and "Traceback" in error
     assert ("lower the batch size" in error) == (hint == "oom")
     assert timer.active is False

@@ -56,7 +56,8 @@ def build_app() -> gr.Blocks:
 
         model_tab.wire(model, keys, form)
         dataset_tab.wire(dataset, model.token)
-        template_tab.wire(template, model.name, dataset, train.max_length, train.responses_only, model.token)
+        template_tab.wire(template, model.name, dataset, train.fields["train.max_length"],
+                          train.fields["data.train_on_responses_only"], model.token)
         train_tab.wire(train, keys, form, model.token, browser_run)
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
@@ -72,7 +73,8 @@ def build_app() -> gr.Blocks:
                                                    api_visibility="private")
 
         # "Open run": the Train tab shows that run (its curve, summary, error) and Stop/Resume act on it.
-        polled = [train.state, train.progress, train.plot, train.summary, train.error, train.timer, train.finished]
+        polled = [train.state, train.progress, train.plot, train.summary, train.samples, train.error, train.timer,
+                  train.finished]
         history.open_run.click(lambda ids: train_tab.attach(ids[0] if ids else None), history.selected,
                                [train.state, train.timer, browser_run], api_visibility="private").then(
             train_tab.poll, train.state, polled, api_visibility="private").then(

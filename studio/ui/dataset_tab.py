@@ -27,10 +27,12 @@ class DatasetTab:
     next: gr.Button
     raw: gr.JSON
     standardized: gr.HTML
+    eval_size: gr.Number
+    eval_path: gr.Textbox
 
     def config_fields(self) -> dict:
         return {"data.source": self.source, "data.path": self.path, "data.split": self.split,
-                "data.max_rows": self.max_rows}
+                "data.max_rows": self.max_rows, "data.eval_size": self.eval_size, "data.eval_path": self.eval_path}
 
 
 def build(I, cfg: RunConfig) -> DatasetTab:
@@ -54,7 +56,12 @@ def build(I, cfg: RunConfig) -> DatasetTab:
         with gr.Column():
             gr.Markdown(I("std_rows"))
             standardized = gr.HTML(elem_id="std-rows")
-    return DatasetTab(source, path, split, upload, max_rows, load, info, page, prev, next_, raw, standardized)
+    with gr.Row():
+        eval_size = gr.Number(cfg.data.eval_size, label=I("eval_size"), info=I("eval_size_info"), minimum=0,
+                              elem_id="eval-size")
+        eval_path = gr.Textbox(cfg.data.eval_path, label=I("eval_path"))
+    return DatasetTab(source, path, split, upload, max_rows, load, info, page, prev, next_, raw, standardized,
+                      eval_size, eval_path)
 
 
 def store_upload(tmp_path: str | None, request: gr.Request = None):

@@ -4,13 +4,18 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 
-def training_figure(logs: list[dict], title: str = "", say=lambda key: key.removeprefix("plot_")) -> go.Figure:
-    """Loss and grad norm on the left axis, learning rate on the right, all against the step.
-    `say` translates the legend and axis labels (studio/ui/i18n.py keys plot_*)."""
+def training_figure(logs: list[dict], title: str = "", say=lambda key: key.removeprefix("plot_"),
+                    evals: list[dict] | None = None) -> go.Figure:
+    """Loss and grad norm on the left axis, learning rate on the right, all against the step; eval loss as
+    points where the run evaluated. `say` translates the legend and axis labels (i18n keys plot_*)."""
     fig = go.Figure()
     steps = [e["step"] for e in logs]
     fig.add_trace(go.Scatter(x=steps, y=[e.get("loss") for e in logs], name=say("plot_loss"), mode="lines+markers",
                              line=dict(color="#2563eb", width=2), marker=dict(size=4)))
+    if evals:
+        fig.add_trace(go.Scatter(x=[e["step"] for e in evals], y=[e["eval_loss"] for e in evals],
+                                 name=say("plot_eval_loss"), mode="lines+markers",
+                                 line=dict(color="#dc2626", width=2), marker=dict(size=7, symbol="diamond")))
     if any(e.get("grad_norm") is not None for e in logs):
         fig.add_trace(go.Scatter(x=steps, y=[e.get("grad_norm") for e in logs], name=say("plot_grad_norm"), mode="lines",
                                  line=dict(color="#f59e0b", width=1, dash="dot")))

@@ -82,6 +82,8 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
         elif e.get("event") == "dataset" and e.get("used") is not None:
             how = t("sum_rows_sampled" if e["used"] < e["rows"] else "sum_rows_all", request)
             lines.append(t("sum_rows", request, used=e["used"], rows=e["rows"], how=how))
+        elif e.get("event") == "dataset" and e.get("eval_rows"):
+            lines.append(t("sum_eval_rows", request, n=e["eval_rows"]))
         elif e.get("event") == "dropped" and e.get("count"):
             lines.append(t("sum_dropped", request, count=e["count"], total=e["total"]))
         elif e.get("event") == "memory_start" and e.get("device") == "cuda":
@@ -99,6 +101,10 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
                       t("sum_peak_train_pct", request, v=end["training_pct"])]
         else:
             lines.append(t("sum_cpu_peak", request, v=end.get("process_peak_gb")))
+        if end.get("best_step"):
+            lines.append(t("sum_best", request, step=end["best_step"], loss=end["best_eval_loss"]))
+        if end.get("early_stopped"):
+            lines.append(t("sum_early", request))
         if status.get("stop_reason"):
             kind, n = status["stop_reason"].split(":")
             lines.append(t("stopped_by_cap", request, why=t(f"cap_{kind}", request, n=n)))
@@ -118,3 +124,19 @@ def error_text(status: dict, request=None) -> str:
     error = t(status["error_code"], request) if status.get("error_code") else status.get("error", "failed")
     resumable = t("resumable_hint", request) if status.get("resumable") else ""
     return f"### ❌ {error}\n{hint}{resumable}\n\n```\n{status.get('traceback', '')[-3000:]}\n```"
+
+
+def samples_table(events: list[dict], request=None, last: int = 6) -> str:
+    """The fixed prompts' answers at each evaluation, newest last: one row per step."""
+    rows = [e for e in events if e.get("event") == "samples"][-last:]
+    if not rows:
+        return ""
+    prompts = rows[-1]["prompts"]
+
+    def cell(text: str) -> str:
+        text = " ".join(str(text).split())
+        return (text[:90] + "…" if len(text) > 90 else text).replace("|", "\\|")
+
+    head = f"**{t('samples_title', request)}**\n\n| {t('plot_step', request)} | " + \
+        " | ".join(cell(p)[:40] for p in prompts) + " |\n|---" + "|---" * len(prompts) + "|\n"
+    return head + "\n".join(f"| {e['step']} | " + " | ".join(cell(a) for a in e["answers"]) + " |" for e in rows)

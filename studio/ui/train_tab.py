@@ -11,33 +11,22 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio import auth, jobs, runs
-from studio.config import OPTIMIZERS, SCHEDULERS, ConfigError, RunConfig
+from studio.config import OPTIMIZERS, REPORT_TO, SCHEDULERS, ConfigError, RunConfig
 from studio.ui import run_view
 from studio.ui.i18n import refusal, say, t
 from studio.ui.plots import training_figure
 
 POLL_S = 1.0
+FIELDS = ["run_name", "train.max_length", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
+          "train.max_steps", "train.num_train_epochs", "train.learning_rate", "train.warmup_steps", "train.optim",
+          "train.lr_scheduler_type", "data.train_on_responses_only", "train.packing", "train.logging_steps",
+          "train.weight_decay", "train.seed", "train.save_steps", "train.save_total_limit", "train.eval_steps",
+          "train.early_stopping_patience", "train.sample_prompts", "train.report_to"]
 
 
 @dataclass
 class TrainTab:
-    run_name: gr.Textbox
-    max_length: gr.Number
-    packing: gr.Checkbox
-    batch: gr.Number
-    accum: gr.Number
-    warmup: gr.Number
-    max_steps: gr.Number
-    epochs: gr.Number
-    lr: gr.Number
-    logging_steps: gr.Number
-    optim: gr.Dropdown
-    weight_decay: gr.Number
-    scheduler: gr.Dropdown
-    seed: gr.Number
-    save_steps: gr.Number
-    save_limit: gr.Number
-    responses_only: gr.Checkbox
+    fields: dict         # config.yaml key -> the component that edits it (this tab's part of the form)
     yaml_view: gr.Code
     command: gr.Textbox
     start: gr.Button
@@ -48,47 +37,54 @@ class TrainTab:
     progress: gr.Markdown
     plot: gr.Plot
     summary: gr.Markdown
+    samples: gr.Markdown
     error: gr.Markdown
     timer: gr.Timer
     state: gr.State      # this browser's view: {"run": id, "tail": MetricsTail, "step": last plotted, "live": bool}
     finished: gr.State   # the id of a run that just ended here (other tabs refresh on its change)
 
     def config_fields(self) -> dict:
-        return {"run_name": self.run_name, "train.max_length": self.max_length, "train.packing": self.packing,
-                "train.per_device_train_batch_size": self.batch, "train.gradient_accumulation_steps": self.accum,
-                "train.warmup_steps": self.warmup, "train.max_steps": self.max_steps,
-                "train.num_train_epochs": self.epochs, "train.learning_rate": self.lr,
-                "train.logging_steps": self.logging_steps, "train.optim": self.optim,
-                "train.weight_decay": self.weight_decay, "train.lr_scheduler_type": self.scheduler,
-                "train.seed": self.seed, "train.save_steps": self.save_steps,
-                "train.save_total_limit": self.save_limit, "data.train_on_responses_only": self.responses_only}
+        return self.fields
 
 
 def build(I, cfg: RunConfig) -> TrainTab:
-    tc = cfg.train
+    values = dict(zip(FIELDS, cfg.to_flat(FIELDS)))
+    f: dict = {}
+
+    def number(key, label, info=None, precision=0, **kw):
+        f[key] = gr.Number(values[key], label=I(label), info=I(info) if info else None, precision=precision, **kw)
+
     with gr.Row():
-        run_name = gr.Textbox(cfg.run_name, label=I("run_name"), scale=2)
-        max_length = gr.Number(tc.max_length, label=I("max_length"), info=I("max_length_info"), precision=0)
-        batch = gr.Number(tc.per_device_train_batch_size, label=I("batch"), precision=0)
-        accum = gr.Number(tc.gradient_accumulation_steps, label=I("accum"), info=I("accum_info"), precision=0)
+        f["run_name"] = gr.Textbox(values["run_name"], label=I("run_name"), scale=2)
+        number("train.max_length", "max_length", "max_length_info")
+        number("train.per_device_train_batch_size", "batch")
+        number("train.gradient_accumulation_steps", "accum", "accum_info")
     with gr.Row():
-        max_steps = gr.Number(tc.max_steps, label=I("max_steps"), precision=0)
-        epochs = gr.Number(tc.num_train_epochs, label=I("epochs"))
-        lr = gr.Number(tc.learning_rate, label=I("lr"), info=I("lr_info"))
-        warmup = gr.Number(tc.warmup_steps, label=I("warmup"), precision=0)
+        number("train.max_steps", "max_steps")
+        number("train.num_train_epochs", "epochs", precision=None)
+        number("train.learning_rate", "lr", "lr_info", precision=None)
+        number("train.warmup_steps", "warmup")
     with gr.Row():
-        optim = gr.Dropdown(OPTIMIZERS, value=tc.optim, label=I("optim"), info=I("optim_info"))
-        scheduler = gr.Dropdown(SCHEDULERS, value=tc.lr_scheduler_type, label=I("scheduler"))
-        responses_only = gr.Checkbox(cfg.data.train_on_responses_only, label=I("responses_only"),
-                                     info=I("responses_only_info"))
-        packing = gr.Checkbox(tc.packing, label=I("packing"), info=I("packing_info"))
-    with gr.Accordion(I("advanced"), open=False):
-        with gr.Row():
-            logging_steps = gr.Number(tc.logging_steps, label=I("logging_steps"), precision=0)
-            weight_decay = gr.Number(tc.weight_decay, label=I("weight_decay"))
-            seed = gr.Number(tc.seed, label=I("seed"), precision=0)
-            save_steps = gr.Number(tc.save_steps, label=I("save_steps"), precision=0)
-            save_limit = gr.Number(tc.save_total_limit, label=I("save_limit"), precision=0)
+        f["train.optim"] = gr.Dropdown(OPTIMIZERS, value=values["train.optim"], label=I("optim"), info=I("optim_info"))
+        f["train.lr_scheduler_type"] = gr.Dropdown(SCHEDULERS, value=values["train.lr_scheduler_type"],
+                                                   label=I("scheduler"))
+        f["data.train_on_responses_only"] = gr.Checkbox(values["data.train_on_responses_only"],
+                                                        label=I("responses_only"), info=I("responses_only_info"))
+        f["train.packing"] = gr.Checkbox(values["train.packing"], label=I("packing"), info=I("packing_info"))
+    with gr.Row():
+        number("train.eval_steps", "eval_steps")
+        number("train.early_stopping_patience", "patience", "patience_info")
+        f["train.sample_prompts"] = gr.Dropdown(values["train.sample_prompts"], value=values["train.sample_prompts"],
+                                                multiselect=True, allow_custom_value=True, label=I("sample_prompts"),
+                                                info=I("sample_prompts_info"), scale=2)
+    with gr.Accordion(I("advanced"), open=False), gr.Row():
+        number("train.logging_steps", "logging_steps")
+        number("train.weight_decay", "weight_decay", precision=None)
+        number("train.seed", "seed")
+        number("train.save_steps", "save_steps")
+        number("train.save_total_limit", "save_limit")
+        f["train.report_to"] = gr.Dropdown(REPORT_TO, value=values["train.report_to"], label=I("report_to"),
+                                           info=I("report_to_info"))
     with gr.Row():
         fit = gr.Button(I("fit_gpu"), scale=1, elem_id="fit-btn")
         fit_info = gr.Markdown(I("fit_gpu_info"), elem_id="fit-info")
@@ -103,10 +99,9 @@ def build(I, cfg: RunConfig) -> TrainTab:
     error = gr.Markdown(elem_id="train-error")
     plot = gr.Plot(label=I("loss_plot"), elem_id="loss-plot")
     summary = gr.Markdown(elem_id="train-summary")
-    timer = gr.Timer(POLL_S, active=False)
-    return TrainTab(run_name, max_length, packing, batch, accum, warmup, max_steps, epochs, lr, logging_steps, optim,
-                    weight_decay, scheduler, seed, save_steps, save_limit, responses_only, yaml_view, command, start,
-                    stop, resume, fit, fit_info, progress, plot, summary, error, timer, gr.State(None), gr.State(None))
+    samples = gr.Markdown(elem_id="train-samples")
+    return TrainTab(f, yaml_view, command, start, stop, resume, fit, fit_info, progress, plot, summary, samples, error,
+                    gr.Timer(POLL_S, active=False), gr.State(None), gr.State(None))
 
 
 def form_config(keys: list[str], values: list, request=None) -> RunConfig:
@@ -181,28 +176,29 @@ def on_load(browser_run, keys: list[str], request: gr.Request | None = None):
 
 
 def poll(state, request: gr.Request | None = None):
-    """The progress line, the plot (only when the step moved), summary, error; `finished` on the run's end."""
+    """The progress line, the plot (only when it changed), summary, sample answers, error; `finished` at the end."""
     runs.reap()
     if not state or not state.get("run"):
-        return state, t("progress_idle", request), gr.skip(), "", "", gr.Timer(active=False), gr.skip()
+        return state, t("progress_idle", request), gr.skip(), "", "", "", gr.Timer(active=False), gr.skip()
     try:
         status = jobs.status(state["run"], auth.user_from_request(request))
     except jobs.Refused as exc:
-        return None, say(exc, request), None, "", "", gr.Timer(active=False), gr.skip()
+        return None, say(exc, request), None, "", "", "", gr.Timer(active=False), gr.skip()
     tail: runs.MetricsTail = state["tail"]
     tail.read_new()
     logs = tail.logs
+    evals = [e for e in tail.events if e.get("event") == "eval"]
     plot = gr.skip()
-    step = logs[-1]["step"] if logs else 0
+    step = (logs[-1]["step"] if logs else 0, len(evals))
     if step != state["step"]:
         state["step"] = step
-        plot = training_figure(logs, say=lambda key: t(key, request))
+        plot = training_figure(logs, say=lambda key: t(key, request), evals=evals)
     live = status.get("state") in (*runs.ACTIVE_STATES, "queued")
     finished = state["run"] if state.get("live") and not live else gr.skip()
     state["live"] = live
     return (state, run_view.progress_line(status, logs, state["run"], request), plot,
-            run_view.summary_text(tail.events, status, request), run_view.error_text(status, request),
-            gr.Timer(active=live), finished)
+            run_view.summary_text(tail.events, status, request), run_view.samples_table(tail.events, request),
+            run_view.error_text(status, request), gr.Timer(active=live), finished)
 
 
 def fit_to_gpu(keys: list[str], values: list, token: str = "", request=None):
@@ -235,7 +231,7 @@ def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox, bro
         return fit_to_gpu(form_keys, list(args[:n]), args[n], request)
 
     attached = [tab.state, tab.timer, browser_run]
-    polled = [tab.state, tab.progress, tab.plot, tab.summary, tab.error, tab.timer, tab.finished]
+    polled = [tab.state, tab.progress, tab.plot, tab.summary, tab.samples, tab.error, tab.timer, tab.finished]
     tab.start.click(_start, form + [token], attached, api_visibility="private",
                     concurrency_limit=1).then(poll, tab.state, polled, api_visibility="private")
     tab.timer.tick(poll, tab.state, polled, api_visibility="private", show_progress="hidden")
