@@ -308,29 +308,42 @@ def apply(cfg, est: Estimate):
     return cfg
 
 
-def describe(cfg, free_gb: float | None = None, lengths: list[int] | None = None) -> str:
-    """Markdown for the Train tab: the chapter's settings and the preset, with their estimates."""
+DESCRIBE_EN = {
+    "fit_no_config": "No estimate: the model's config.json is not available.",
+    "fit_no_gpu": "No GPU: the fit-to-GPU preset needs one.",
+    "fit_planned": "planned on {n} sampled rows of this dataset (mean {mean} tokens, longest {longest})",
+    "fit_assumed": "every row assumed {n} tokens long",
+    "fit_free": "GPU free: {free} GiB · {planned}",
+    "fit_header": "| | settings | est. peak GiB | worst case GiB | est. speed |",
+    "fit_chapter": "the chapter's settings",
+    "fit_pick": "fit to this GPU",
+    "fit_none_fits": "Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
+}
+
+
+def describe(cfg, free_gb: float | None = None, lengths: list[int] | None = None, say=None) -> str:
+    """Markdown for the Train tab: the chapter's settings and the preset, with their estimates.
+    `say(key, **fields)` words it (the UI passes its translations; English by default)."""
+    say = say or (lambda key, **kw: DESCRIBE_EN[key].format(**kw))
     mc = model_config_for(cfg.model.name)
     if mc is None:
-        return "No estimate: the model's config.json is not available."
+        return say("fit_no_config")
     free_gb = free_gpu_gb() if free_gb is None else free_gb
     if free_gb is None:
-        return "No GPU: the fit-to-GPU preset needs one."
+        return say("fit_no_gpu")
     t = cfg.train
     steps = t.max_steps if t.max_steps > 0 else 60
     rec = recipe_estimate(mc, t.max_length, free_gb, lengths, steps, cfg.lora.r)
     best = pick_for_run(cfg, free_gb, lengths)
-    rows = [("the chapter's settings", rec), ("fit to this GPU", best)]
-    planned = (f"planned on {len(lengths)} sampled rows of this dataset (mean {sum(lengths) / len(lengths):,.0f} "
-               f"tokens, longest {max(lengths):,})" if lengths else f"every row assumed {t.max_length} tokens long")
-    lines = [f"GPU free: {free_gb:.1f} GiB · {planned}", "",
-             "| | settings | est. peak GiB | worst case GiB | est. speed |",
+    rows = [(say("fit_chapter"), rec), (say("fit_pick"), best)]
+    planned = say("fit_planned", n=len(lengths), mean=f"{sum(lengths) / len(lengths):,.0f}",
+                  longest=f"{max(lengths):,}") if lengths else say("fit_assumed", n=t.max_length)
+    lines = [say("fit_free", free=f"{free_gb:.1f}", planned=planned), "", say("fit_header"),
              "| --- | --- | --- | --- | --- |"]
     for name, e in rows:
         lines.append(f"| {name} | {e.label} | {e.peak_gb:.1f} | {e.worst_gb:.1f} | {e.tokens_per_s_rel:.1f}x |")
     if not best.fits:
-        lines.append("")
-        lines.append("Even the chapter's settings may not fit: shorten max_length or free GPU memory.")
+        lines += ["", say("fit_none_fits")]
     return "\n".join(lines)
 
 

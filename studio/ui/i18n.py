@@ -329,6 +329,18 @@ STRINGS: dict[str, tuple[str, str]] = {
                  "어댑터는 가장 좋은 체크포인트입니다: {step} 스텝 (평가 손실 {loss:.4f})."),
     "sum_early": ("Stopped early: the eval loss stopped improving.", "평가 손실이 더 나아지지 않아 일찍 멈췄습니다."),
     "sum_eval_rows": ("Evaluation on {n:,} rows.", "평가 {n:,}행."),
+    "fit_no_config": ("No estimate: the model's config.json is not available.",
+                      "추정할 수 없습니다: 모델의 config.json이 없습니다."),
+    "fit_planned": ("planned on {n} sampled rows of this dataset (mean {mean} tokens, longest {longest})",
+                    "이 데이터셋에서 뽑은 {n}개 행 기준 (평균 {mean} 토큰, 최장 {longest})"),
+    "fit_assumed": ("every row assumed {n} tokens long", "모든 행을 {n} 토큰으로 가정"),
+    "fit_free": ("GPU free: {free} GiB · {planned}", "GPU 여유: {free} GiB · {planned}"),
+    "fit_header": ("| | settings | est. peak GiB | worst case GiB | est. speed |",
+                   "| | 설정 | 예상 최대 GiB | 최악의 경우 GiB | 예상 속도 |"),
+    "fit_chapter": ("the chapter's settings", "교재 설정"),
+    "fit_pick": ("fit to this GPU", "이 GPU에 맞춤"),
+    "fit_none_fits": ("Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
+                      "교재 설정도 들어가지 않을 수 있습니다: max_length를 줄이거나 GPU 메모리를 비우세요."),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),
 }
 

@@ -210,7 +210,7 @@ def fit_to_gpu(keys: list[str], values: list, token: str = "", request=None):
         preset = fit.pick_for_run(cfg, lengths=lengths)
     except ValueError as exc:  # no GPU, or no config.json to estimate from
         raise gr.Error(t("fit_no_gpu", request) if "GPU" in str(exc) else str(exc)) from None
-    text = fit.describe(cfg, lengths=lengths)
+    text = fit.describe(cfg, lengths=lengths, say=lambda key, **kw: t(key, request, **kw))
     fit.apply(cfg, preset)
     return [*cfg.to_flat(keys), text]
 
