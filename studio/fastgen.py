@@ -21,6 +21,7 @@ step already queued is wasted, which costs nothing visible).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -146,6 +147,16 @@ def rope_tables(model, config, head_dim: int, length: int, device, dtype) -> tup
     return (emb.cos() * scaling).to(dtype), (emb.sin() * scaling).to(dtype)
 
 
+class _StepStandIn:
+    """What a captured graph does, done eagerly: for running the graph path's code on a CPU."""
+
+    def __init__(self, decoder, bucket: int):
+        self.decoder, self.bucket = decoder, bucket
+
+    def replay(self) -> None:
+        self.decoder._step(self.bucket)
+
+
 def _rotate_half(x):
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -182,10 +193,15 @@ class FastDecoder:
 
     def __init__(self, model, max_cache_len: int = 2048, use_cuda_graph: bool | None = None,
                  require_cuda_graph: bool = False, buckets: list[int] | None = None, fixed_shapes: bool | None = None,
-                 warmup: bool = True):
+                 attention: str = "sdpa", graph_standin: bool = False, warmup: bool = True):
         """use_cuda_graph: None = on CUDA devices. fixed_shapes: attend over a whole bucket with a mask (what a
         graph needs) even when running eagerly; None = only with graphs. Eagerly, the step otherwise attends
-        over exactly the filled slots, which computes bit for bit what transformers' decode step computes."""
+        over exactly the filled slots, which computes bit for bit what transformers' decode step computes.
+        attention: "sdpa" or "matmul" (the decode step's attention; capture falls back to "matmul").
+        graph_standin: off CUDA, objects that replay the step eagerly take the graphs' place, so everything
+        around the capture (warm-up, buckets, the replay check, replayed streaming) runs on a CPU too."""
+        if attention not in ("sdpa", "matmul"):
+            raise ValueError(f"attention must be 'sdpa' or 'matmul', not {attention!r}")
         self.model = model
         self.parts = p = locate_parts(model)
         weight = p.embed.weight
@@ -214,19 +230,28 @@ class FastDecoder:
             self.logits = torch.zeros((1, self._vocab()), dtype=torch.float32, device=self.device)  # its output
             on_cuda = self.device.type == "cuda"
             self.host_tokens = torch.zeros((2,), dtype=torch.long, pin_memory=on_cuda)
-        want_graph = self.device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
-        if want_graph:
+        self.attention = attention  # decode attention: "sdpa", or "matmul" when SDPA cannot be captured
+        self.graph_standin = graph_standin and self.device.type != "cuda"
+        want_graph = (self.device.type == "cuda" or self.graph_standin) if use_cuda_graph is None else use_cuda_graph
+        errors = []
+        for attn_kind in (dict.fromkeys((attention, "matmul")) if want_graph else ()):
+            self.attention = attn_kind
             try:
                 self._capture()
-            except Exception as exc:  # any failure: run eagerly (or not at all) and say why
+                break
+            except Exception as exc:  # any failure: try the next attention, then run eagerly; say why
                 self.graphs = {}
-                self.graph_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
-                log.warning("fast chat: CUDA graph capture failed (%s)", self.graph_error)
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                errors.append(f"{attn_kind} attention: {type(exc).__name__}: {first}")
+                log.warning("fast chat: CUDA graph capture failed (%s)", errors[-1])
                 if self.device.type == "cuda":
                     try:
                         torch.cuda.synchronize(self.device)
                     except Exception:
                         pass
+        if want_graph and not self.graphs:
+            self.attention = attention
+            self.graph_error = "; ".join(errors)
         if require_cuda_graph and not self.graphs:
             raise FastPathUnavailable("CUDA graphs unavailable" + (f": {self.graph_error}" if self.graph_error else
                                                                    " (not on a CUDA device)"))
@@ -236,7 +261,9 @@ class FastDecoder:
 
     @property
     def path(self) -> str:
-        return "cuda-graph" if self.graphs else "eager"
+        if not self.graphs:
+            return "eager"
+        return "graph-standin" if self.graph_standin else "cuda-graph"
 
     def _vocab(self) -> int:
         w = getattr(self.parts.lm_head, "weight", None)
@@ -301,40 +328,58 @@ class FastDecoder:
             vc.index_copy_(2, self.pos, v)
             # grouped-query attention without copying K/V: the `rep` query heads that share a K/V head
             # are that head's query rows (query head h reads K/V head h // rep, as repeat_kv does)
-            o = F.scaled_dot_product_attention(q.reshape(1, p.n_kv, rep, p.head_dim), kc[:, :, :bucket],
-                                               vc[:, :, :bucket], attn_mask=mask, scale=p.scaling)
+            o = self._decode_attention(q.reshape(1, p.n_kv, rep, p.head_dim), kc[:, :, :bucket],
+                                       vc[:, :, :bucket], mask)
             x = self._layer_out(layer, x, o.reshape(1, 1, p.n_heads * p.head_dim))
         self.logits.copy_(p.lm_head(p.norm(x))[:, -1].float())
         self.pos.add_(1)
+
+    def _decode_attention(self, q, k, v, mask):
+        if self.attention == "sdpa":
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.parts.scaling)
+        # "matmul": transformers' eager attention (float32 softmax); plain GEMMs, for when an SDPA kernel
+        # cannot be captured in a graph
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.parts.scaling
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.matmul(scores.softmax(-1, dtype=torch.float32).to(q.dtype), v)
 
     # ------------------------------------------------------------------ CUDA graphs
 
     def _capture(self) -> None:
         """One graph per bucket, all in one memory pool (they never run at the same time)."""
-        if self.device.type != "cuda":
+        on_cuda = self.device.type == "cuda"
+        if not on_cuda and not self.graph_standin:
             raise FastPathUnavailable("CUDA graphs need a CUDA device")
         t0 = time.time()
         with torch.inference_mode():
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):  # warm-up off the capture: cuBLAS handles, lazy inits
-                for b in self.buckets:
+            side = torch.cuda.Stream(self.device) if on_cuda else None
+            if on_cuda:
+                side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side) if on_cuda else contextlib.nullcontext():  # warm-up off the capture stream
+                for b in self.buckets:  # (cuBLAS handles, lazy inits, autotuning happen here, not in the graph)
                     for _ in range(2):
                         self.pos.zero_()
                         self._step(b)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            torch.cuda.synchronize(self.device)
+            if on_cuda:
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                torch.cuda.synchronize(self.device)
             pool = None
             for b in self.buckets:
                 self.pos.zero_()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, pool=pool):
-                    self._step(b)
-                pool = graph.pool()
+                if on_cuda:
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph, pool=pool):
+                        self._step(b)
+                    pool = graph.pool()
+                else:
+                    graph = _StepStandIn(self, b)
                 self.graphs[b] = graph
-            torch.cuda.synchronize(self.device)
+            if on_cuda:
+                torch.cuda.synchronize(self.device)
             self._check_graphs()
-        log.info("fast chat: captured %d decode graphs (buckets %s) in %.2fs", len(self.graphs), self.buckets,
+        log.info("fast chat: %s %d decode graphs (buckets %s, %s attention) in %.2fs",
+                 "captured" if on_cuda else "stood in for", len(self.graphs), self.buckets, self.attention,
                  time.time() - t0)
 
     def _check_graphs(self) -> None:
@@ -346,7 +391,8 @@ class FastDecoder:
         eager = self.logits.clone()
         self.pos.fill_(ids.shape[1])
         self.graphs[self.buckets[0]].replay()
-        torch.cuda.synchronize(self.device)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
         if int(self.pos.item()) != ids.shape[1] + 1:
             raise RuntimeError("replayed graph did not advance the position")
         diff = (self.logits - eager).abs().max().item()
