@@ -50,6 +50,7 @@ LABELS = {
     "studio_lora": "studio ChatEngine, LoRA merged into 16-bit",
     "studio4": "studio FastDecoder on the 4-bit model",
 }
+CASE_LIMIT_S = 150  # one case: process start, imports, load, warm-up, timed runs
 NEED_S = {"studio": 45, "unsloth4": 45, "unsloth16": 40, "unsloth16g": 45, "hf16": 45, "studio_lora": 50,
           "studio4": 45}
 COLUMNS = [("label", "case", ""), ("tokens_per_s", "tokens/s", ".1f"), ("x_unsloth4", "x bare Unsloth 4-bit", ".2f"),
@@ -311,10 +312,10 @@ def build(a) -> str:
     model_dir = Path(a.models) / a.shape
     if (model_dir / "config.json").is_file() and list(model_dir.glob("*.safetensors")):
         return str(model_dir)
-    if a.isolate:
-        cmd = [sys.executable, str(REPO / "bench" / "gpu_common.py"), "--shapes", a.shape, "--rows", "4",
-               "--out", a.models]
-        subprocess.run(cmd, check=True, timeout=max(30, a.deadline - time.time()))
+    if a.isolate:  # in a child, so this process never holds GPU memory
+        code = "import sys; from bench import gpu_common as C; C.build_model(sys.argv[1], sys.argv[2])"
+        subprocess.run([sys.executable, "-c", code, a.shape, str(model_dir)], check=True, cwd=str(REPO),
+                       timeout=max(30, a.deadline - time.time()))
     else:
         C.build_model(a.shape, model_dir)
     return str(model_dir)
@@ -367,7 +368,8 @@ def main(argv=None) -> int:
                    "--new-tokens", str(a.new_tokens), "--prompt-tokens", str(a.prompt_tokens),
                    "--repeats", str(a.repeats)]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left - 3, cwd=str(REPO))
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=min(left - 3, CASE_LIMIT_S),
+                                      cwd=str(REPO))
                 result = next((json.loads(line[7:]) for line in reversed(proc.stdout.splitlines())
                                if line.startswith("RESULT ")), None)
                 if result is None:
@@ -376,7 +378,7 @@ def main(argv=None) -> int:
                 elif any("error" in r for r in result["rows"]):
                     print("\n".join(proc.stderr.strip().splitlines()[-20:]), flush=True)
             except subprocess.TimeoutExpired:
-                result = {"rows": [{"case": name, "error": f"timed out after {left - 3:.0f}s (budget)"}]}
+                result = {"rows": [{"case": name, "error": f"timed out after {min(left - 3, CASE_LIMIT_S):.0f}s"}]}
         else:
             try:
                 result = {"rows": run_case(name, a.model_dir, a), "env": None}
