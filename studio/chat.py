@@ -309,14 +309,6 @@ def _fast_chat() -> bool:
     return os.environ.get("STUDIO_FAST_CHAT", "1") != "0"
 
 
-def stats_line(stats: dict | None) -> str:
-    """'128 tokens · 152.3 tokens/s · first token 0.04 s' for the answer just made ('' when none)."""
-    if not stats or not stats.get("tokens"):
-        return ""
-    return (f"{stats['tokens']} tokens · {stats['tokens_per_s']:.1f} tokens/s · first token "
-            f"{stats['ttft_s']:.2f} s · {stats.get('path', '')}")
-
-
 def clean_reply(text: str, eos_tokens: list[str]) -> str:
     """Cut at the end-of-turn token and drop Qwen3's empty <think></think> block; a real one stays."""
     for eos in eos_tokens:

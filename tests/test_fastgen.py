@@ -186,7 +186,7 @@ def test_unsupported_models_and_missing_graphs_say_why():
 
 
 def test_chat_engine_streams_the_plain_paths_text_and_reports_speed(runs_dir):
-    from studio.chat import ChatEngine, EXAMPLES, stats_line
+    from studio.chat import ChatEngine, EXAMPLES
     engine = ChatEngine()
     loaded = engine.load("base:assets/tiny-qwen3")
     assert loaded.decoder is not None, loaded.fast_reason
@@ -200,7 +200,7 @@ def test_chat_engine_streams_the_plain_paths_text_and_reports_speed(runs_dir):
         assert fast[-1] == plain[-1]
         assert fast_stats["path"] == "eager" and engine.last_stats["path"] == "generate"
         assert fast_stats["tokens"] == engine.last_stats["tokens"] > 0
-        assert "tokens/s" in stats_line(fast_stats)
+        assert fast_stats["tokens_per_s"] > 0 and 0 < fast_stats["ttft_s"] <= fast_stats["seconds"]
     # a conversation longer than the cache takes the plain path, which has no such limit
     loaded.decoder.max_cache_len, cap = 16, loaded.decoder.max_cache_len
     list(engine.stream([{"role": "user", "content": PROMPTS[2]}], max_new_tokens=8))
@@ -221,6 +221,16 @@ def test_chat_engine_falls_back_when_the_fast_path_fails(runs_dir):
     replies = list(engine.stream([{"role": "user", "content": "What is 7 + 5?"}], max_new_tokens=16))
     assert replies and engine.last_stats["path"] == "generate"
     assert loaded.decoder is None and "simulated device failure" in loaded.fast_reason
+
+
+def test_the_chat_tab_shows_tokens_per_second_of_each_answer(runs_dir):
+    from studio.ui import chat_tab
+    assert chat_tab.show_stats(None) == ""
+    steps = list(chat_tab.respond("What is 7 + 5?", [], "base:assets/tiny-qwen3", 16, 0.0, "qwen-3"))
+    assert steps[-1][0][-1]["role"] == "assistant"
+    line = chat_tab.show_stats(None)
+    tokens = chat_tab.ENGINE.last_stats["tokens"]
+    assert line.startswith(f"{tokens} tokens · ") and " tokens/s · first token after " in line, line
 
 
 @pytest.mark.slow

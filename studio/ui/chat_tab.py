@@ -13,6 +13,7 @@ from studio.ui.i18n import t
 
 ENGINE = ChatEngine()  # one model per process; never in gr.State (it would be deep-copied)
 _stops: dict[str, threading.Event] = {}  # per browser session: its Stop button's flag
+_stats: dict[str, dict] = {}  # per browser session: the speed of its last answer
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ChatTab:
     send: gr.Button
     stop: gr.Button
     clear: gr.Button
+    stats: gr.Markdown  # tokens/s of the last answer
 
 
 def choices(base_model: str) -> list[tuple[str, str]]:
@@ -45,13 +47,14 @@ def build(I, cfg: RunConfig) -> ChatTab:
         max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label=I("max_new_tokens"))
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=I("temperature"))
     chatbot = gr.Chatbot(show_label=False, height=420, elem_id="chatbot")  # its label takes no I18n
+    stats = gr.Markdown("", elem_id="chat-stats")
     with gr.Row():
         message = gr.Textbox(placeholder=EXAMPLES[0], label=I("message"), scale=5, elem_id="chat-input")
         send = gr.Button(I("send"), variant="primary", scale=1, elem_id="chat-send")
         stop = gr.Button(I("stop"), variant="stop", scale=1)
         clear = gr.Button(I("clear"), scale=1)
     gr.Examples(EXAMPLES, inputs=message)
-    return ChatTab(choice, refresh, max_new_tokens, temperature, chatbot, message, send, stop, clear)
+    return ChatTab(choice, refresh, max_new_tokens, temperature, chatbot, message, send, stop, clear, stats)
 
 
 def respond(message: str, history: list, choice: str, max_new_tokens: int, temperature: float,
@@ -76,9 +79,21 @@ def respond(message: str, history: list, choice: str, max_new_tokens: int, tempe
     messages = normalize_history(history)
     history.append({"role": "assistant", "content": ""})
     yield history, ""
+    session = getattr(request, "session_hash", "") or "api"
+    _stats.pop(session, None)
     for text in ENGINE.stream(messages, max_new_tokens, temperature, stop):
         history[-1] = {"role": "assistant", "content": text}
         yield history, ""
+    if ENGINE.last_stats:
+        _stats[session] = ENGINE.last_stats
+
+
+def show_stats(request: gr.Request = None) -> str:
+    """'128 tokens · 152.3 tokens/s · first token after 0.04 s' under the chat, after each answer."""
+    s = _stats.get(getattr(request, "session_hash", "") or "api")
+    if not s or not s.get("tokens"):
+        return ""
+    return t("chat_stats", request, tokens=s["tokens"], tps=s["tokens_per_s"], ttft=s["ttft_s"])
 
 
 def stop_generation(request: gr.Request = None):
@@ -87,8 +102,10 @@ def stop_generation(request: gr.Request = None):
 
 def wire(tab: ChatTab, template: gr.Dropdown, model_name: gr.Textbox) -> None:
     inputs = [tab.message, tab.chatbot, tab.choice, tab.max_new_tokens, tab.temperature, template]
-    tab.send.click(respond, inputs, [tab.chatbot, tab.message], api_name="chat")
-    tab.message.submit(respond, inputs, [tab.chatbot, tab.message], api_visibility="private")
+    tab.send.click(respond, inputs, [tab.chatbot, tab.message], api_name="chat").then(
+        show_stats, None, tab.stats, api_visibility="private")
+    tab.message.submit(respond, inputs, [tab.chatbot, tab.message], api_visibility="private").then(
+        show_stats, None, tab.stats, api_visibility="private")
     tab.stop.click(stop_generation, None, None, api_visibility="private", queue=False)
     tab.clear.click(lambda: [], None, tab.chatbot, api_visibility="private")
     tab.refresh.click(lambda name: gr.Dropdown(choices=choices(name), value=choices(name)[0][1]), model_name,

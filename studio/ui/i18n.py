@@ -160,6 +160,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "send": ("Send", "보내기"),
     "clear": ("Clear", "지우기"),
     "chatbot": ("Chat", "대화"),
+    "chat_stats": ("{tokens} tokens · {tps:.1f} tokens/s · first token after {ttft:.2f} s",
+                   "토큰 {tokens}개 · 초당 {tps:.1f} 토큰 · 첫 토큰까지 {ttft:.2f}초"),
     # runs tab
     "runs_table": ("Past runs", "지난 실행"),
     "compare": ("Overlay loss curves of", "손실 곡선 겹쳐 보기"),
