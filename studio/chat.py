@@ -52,16 +52,23 @@ class Loaded:
     fast_reason: str = ""  # why there is no decoder
 
 
-def _quantized_checkpoint(name: str) -> bool:
-    """A pre-quantized checkpoint (bitsandbytes 4-bit on the Hub, or a local folder whose config says so)
-    cannot be loaded in 16 bits; any other base can, so chat merges the adapter into a bf16 copy."""
-    path = resolve_path(name) / "config.json"
-    if path.is_file():
+def _loads_in_16bit(name: str) -> bool:
+    """Whether chat can load this base in 16 bits without a download: a local folder that is not a
+    pre-quantized checkpoint, or a Hub model whose 16-bit weights are already in the local cache."""
+    path = resolve_path(name)
+    if path.is_dir():
         try:
-            return "quantization_config" in json.loads(path.read_text())
+            return "quantization_config" not in json.loads((path / "config.json").read_text())
         except (OSError, ValueError):
-            return True
-    return bool(re.search(r"(bnb|4bit|gptq|awq)", name, re.IGNORECASE))
+            return False
+    if not name or re.search(r"(bnb|4bit|gptq|awq)", name, re.IGNORECASE):
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return any(isinstance(try_to_load_from_cache(name, f), str)
+                   for f in ("model.safetensors.index.json", "model.safetensors"))
+    except Exception:
+        return False
 
 
 class ChatEngine:
@@ -95,17 +102,24 @@ class ChatEngine:
             base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path", "")
             four_bit = cfg.model.load_in_4bit and torch.cuda.is_available()
             source, seq_len = None, cfg.model.max_seq_length
-        if four_bit and _fast_chat() and not _quantized_checkpoint(base or cfg.model.name):
+        base_name = base if (base and (Path(base).is_dir() or not base.startswith("/"))) or cfg is None else cfg.model.name
+        weights = None
+        if four_bit and _fast_chat() and _loads_in_16bit(base_name):
             # A 4-bit copy of a 16-bit base: chat on the 16-bit base (adapter merged in, one bf16 matrix per
-            # projection), which studio.fastgen decodes several times faster. No memory for it: 4-bit.
+            # projection), which studio.fastgen decodes several times faster. Out of memory or any other
+            # failure: the 4-bit model, as trained.
             try:
-                model, tokenizer = self._load_weights(choice, source, adapter, base, cfg, seq_len, False)
-            except torch.cuda.OutOfMemoryError as exc:
-                log.warning("chat: no GPU memory for the 16-bit model (%s); loading it in 4 bits", exc)
-                torch.cuda.empty_cache()
-                model, tokenizer = self._load_weights(choice, source, adapter, base, cfg, seq_len, True)
-            else:
+                weights = self._load_weights(choice, source, adapter, base, cfg, seq_len, False)
                 four_bit = False
+            except Exception as exc:
+                log.warning("chat: could not load the 16-bit model (%s: %s); loading it in 4 bits",
+                            type(exc).__name__, str(exc)[:300])
+            if weights is None:  # outside the except block: its traceback no longer holds the failed load
+                import gc
+                gc.collect()
+                torch.cuda.empty_cache()
+        if weights is not None:
+            model, tokenizer = weights
         else:
             model, tokenizer = self._load_weights(choice, source, adapter, base, cfg, seq_len, four_bit)
         if choice.startswith(BASE_PREFIX):

@@ -248,3 +248,15 @@ def test_gpu_chat_benchmark_runs_on_cpu_with_the_tiny_shape(tmp_path):
     rows = {r["case"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["studio"]["tokens_per_s"] > 0 and "greedy = generate for 32/32" in rows["studio"]["note"]
     assert "adapter merged" in rows["studio_lora"]["note"]
+
+
+def test_chat_loads_a_base_in_16_bits_only_when_no_download_is_needed(tmp_path):
+    import json
+    from studio.chat import _loads_in_16bit
+    assert _loads_in_16bit("assets/tiny-qwen3")
+    quantized = tmp_path / "q"
+    quantized.mkdir()
+    (quantized / "config.json").write_text(json.dumps({"model_type": "qwen3", "quantization_config": {}}))
+    assert not _loads_in_16bit(str(quantized))
+    assert not _loads_in_16bit("unsloth/Qwen3-4B-unsloth-bnb-4bit")
+    assert not _loads_in_16bit("nobody/not-in-the-local-cache")
