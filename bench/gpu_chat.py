@@ -54,7 +54,8 @@ CASE_LIMIT_S = 150  # one case: process start, imports, load, warm-up, timed run
 NEED_S = {"studio": 45, "unsloth4": 45, "unsloth16": 40, "unsloth16g": 45, "hf16": 45, "studio_lora": 50,
           "studio4": 45}
 COLUMNS = [("label", "case", ""), ("tokens_per_s", "tokens/s", ".1f"), ("x_unsloth4", "x bare Unsloth 4-bit", ".2f"),
-           ("x_unsloth16", "x bare Unsloth 16-bit", ".2f"), ("ttft_s", "first token s", ".3f"),
+           ("x_unsloth16", "x bare Unsloth 16-bit", ".2f"), ("decode_tokens_per_s", "decode-only tokens/s", ".1f"),
+           ("ttft_s", "first token s", ".3f"),
            ("peak_alloc_gib", "peak alloc GiB", ".2f"), ("peak_reserved_gib", "peak reserved GiB", ".2f"),
            ("load_s", "load s", ".1f"), ("note", "note", "")]
 
@@ -329,7 +330,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-tokens", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case after one warm-up (median); "
                                                                 "default 2 (tiny: 1)")
-    ap.add_argument("--budget-s", type=float, default=340, help="all of it, model build included")
+    ap.add_argument("--budget-s", type=float, default=360, help="all of it, model build included")
     ap.add_argument("--models", default=os.environ.get("BENCH_TMP", "/tmp/studio-bench"))
     ap.add_argument("--isolate", choices=["auto", "yes", "no"], default="auto",
                     help="each case in its own process (auto: on a GPU)")

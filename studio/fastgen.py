@@ -193,13 +193,17 @@ class FastDecoder:
 
     def __init__(self, model, max_cache_len: int = 2048, use_cuda_graph: bool | None = None,
                  require_cuda_graph: bool = False, buckets: list[int] | None = None, fixed_shapes: bool | None = None,
-                 attention: str = "sdpa", graph_standin: bool = False, warmup: bool = True):
+                 attention: str = "sdpa", graph_standin: bool = False, fused_ops: bool | None = None,
+                 warmup: bool = True):
         """use_cuda_graph: None = on CUDA devices. fixed_shapes: attend over a whole bucket with a mask (what a
         graph needs) even when running eagerly; None = only with graphs. Eagerly, the step otherwise attends
         over exactly the filled slots, which computes bit for bit what transformers' decode step computes.
         attention: "sdpa" or "matmul" (the decode step's attention; capture falls back to "matmul").
         graph_standin: off CUDA, objects that replay the step eagerly take the graphs' place, so everything
-        around the capture (warm-up, buckets, the replay check, replayed streaming) runs on a CPU too."""
+        around the capture (warm-up, buckets, the replay check, replayed streaming) runs on a CPU too.
+        fused_ops: fewer, larger kernels (F.rms_norm; RoPE as one small matmul per tensor), within a rounding
+        of transformers' ops; None = with graphs (on a GPU a token is ~2000 kernels, each costing
+        microseconds even inside a graph)."""
         if attention not in ("sdpa", "matmul"):
             raise ValueError(f"attention must be 'sdpa' or 'matmul', not {attention!r}")
         self.model = model
@@ -232,6 +236,12 @@ class FastDecoder:
             self.host_tokens = torch.zeros((2,), dtype=torch.long, pin_memory=on_cuda)
         self.attention = attention  # decode attention: "sdpa", or "matmul" when SDPA cannot be captured
         self.graph_standin = graph_standin and self.device.type != "cuda"
+        self.fused_ops = (self.device.type == "cuda" or self.graph_standin) if fused_ops is None else bool(fused_ops)
+        with torch.inference_mode():  # rotate_half as a matrix: x @ half_turn == rotate_half(x)
+            h = p.head_dim // 2
+            self.half_turn = torch.zeros((p.head_dim, p.head_dim), device=self.device, dtype=self.dtype)
+            self.half_turn[torch.arange(h) + h, torch.arange(h)] = -1
+            self.half_turn[torch.arange(h), torch.arange(h) + h] = 1
         want_graph = (self.device.type == "cuda" or self.graph_standin) if use_cuda_graph is None else use_cuda_graph
         errors = []
         for attn_kind in (dict.fromkeys((attention, "matmul")) if want_graph else ()):
@@ -272,16 +282,26 @@ class FastDecoder:
 
     # ------------------------------------------------------------------ the model, by hand
 
-    def _attention_in(self, layer, h, cos, sin):
-        """q, k, v of (1, heads, seq, head_dim), RoPE applied, as transformers' Llama/Qwen attention does."""
+    def _norm(self, module, x):
+        """The module's RMSNorm; with fused_ops one F.rms_norm kernel for a standard RMSNorm."""
+        eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+        if self.fused_ops and type(module).__name__.endswith("RMSNorm") and eps is not None:
+            return F.rms_norm(x, (x.shape[-1],), module.weight, eps)
+        return module(x)
+
+    def _attention_in(self, layer, h, cos, sin, rope=None):
+        """q, k, v of (1, heads, seq, head_dim), RoPE applied, as transformers' Llama/Qwen attention does.
+        rope: a (head_dim, head_dim) matrix doing cos/sin rotation for one position (x @ rope)."""
         p, attn = self.parts, layer.self_attn
         seq = h.shape[1]
         q = attn.q_proj(h).view(1, seq, p.n_heads, p.head_dim)
         k = attn.k_proj(h).view(1, seq, p.n_kv, p.head_dim)
         v = attn.v_proj(h).view(1, seq, p.n_kv, p.head_dim)
         if getattr(attn, "q_norm", None) is not None:  # Qwen3: RMSNorm per head before RoPE
-            q, k = attn.q_norm(q), attn.k_norm(k)
+            q, k = self._norm(attn.q_norm, q), self._norm(attn.k_norm, k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        if rope is not None:
+            return q @ rope, k @ rope, v
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         q = (q * cos) + (_rotate_half(q) * sin)
         k = (k * cos) + (_rotate_half(k) * sin)
@@ -289,7 +309,7 @@ class FastDecoder:
 
     def _layer_out(self, layer, x, attn_out):
         x = x + layer.self_attn.o_proj(attn_out)
-        return x + layer.mlp(layer.post_attention_layernorm(x))
+        return x + layer.mlp(self._norm(layer.post_attention_layernorm, x))
 
     def _prefill(self, ids: torch.Tensor) -> None:
         """The prompt (1, T) in one forward: fills cache slots [0, T), logits of the last token, pos = T."""
@@ -299,7 +319,7 @@ class FastDecoder:
         cos, sin = self.cos[:T].unsqueeze(0), self.sin[:T].unsqueeze(0)
         rep = p.n_heads // p.n_kv
         for i, layer in enumerate(p.layers):
-            q, k, v = self._attention_in(layer, layer.input_layernorm(x), cos, sin)
+            q, k, v = self._attention_in(layer, self._norm(layer.input_layernorm, x), cos, sin)
             self.k_cache[i, :, :, :T].copy_(k)
             self.v_cache[i, :, :, :T].copy_(v)
             if rep > 1:  # transformers' repeat_kv
@@ -307,7 +327,7 @@ class FastDecoder:
                 v = v[:, :, None].expand(1, p.n_kv, rep, T, p.head_dim).reshape(1, p.n_heads, T, p.head_dim)
             o = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1, scale=p.scaling)
             x = self._layer_out(layer, x, o.transpose(1, 2).reshape(1, T, p.n_heads * p.head_dim))
-        x = p.norm(x[:, -1:])
+        x = self._norm(p.norm, x[:, -1:])
         self.logits.copy_(p.lm_head(x)[:, -1].float())
         self.pos.fill_(T)
 
@@ -320,9 +340,15 @@ class FastDecoder:
         x = p.embed(self.token)  # (1, 1, hidden)
         cos = self.cos.index_select(0, self.pos).unsqueeze(0)  # (1, 1, head_dim)
         sin = self.sin.index_select(0, self.pos).unsqueeze(0)
-        mask = None if exact else (self.slots[:bucket] <= self.pos).view(1, 1, 1, bucket)
+        mask = None  # additive, made once per step (a bool mask would be converted again in every layer)
+        if not exact:
+            mask = torch.zeros((1, 1, 1, bucket), device=self.device, dtype=self.dtype).masked_fill(
+                (self.slots[:bucket] > self.pos).view(1, 1, 1, bucket), float("-inf"))
+        rope = None
+        if self.fused_ops:  # this position's rotation, once for all layers: x*cos + rotate_half(x)*sin = x @ rope
+            rope = torch.diag(cos.view(-1)) + self.half_turn * sin.view(1, -1)
         for i, layer in enumerate(p.layers):
-            q, k, v = self._attention_in(layer, layer.input_layernorm(x), cos, sin)
+            q, k, v = self._attention_in(layer, self._norm(layer.input_layernorm, x), cos, sin, rope)
             kc, vc = self.k_cache[i], self.v_cache[i]
             kc.index_copy_(2, self.pos, k)
             vc.index_copy_(2, self.pos, v)
@@ -331,7 +357,7 @@ class FastDecoder:
             o = self._decode_attention(q.reshape(1, p.n_kv, rep, p.head_dim), kc[:, :, :bucket],
                                        vc[:, :, :bucket], mask)
             x = self._layer_out(layer, x, o.reshape(1, 1, p.n_heads * p.head_dim))
-        self.logits.copy_(p.lm_head(p.norm(x))[:, -1].float())
+        self.logits.copy_(p.lm_head(self._norm(p.norm, x))[:, -1].float())
         self.pos.add_(1)
 
     def _decode_attention(self, q, k, v, mask):
@@ -341,7 +367,7 @@ class FastDecoder:
         # cannot be captured in a graph
         scores = torch.matmul(q, k.transpose(2, 3)) * self.parts.scaling
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
+            scores = scores + mask
         return torch.matmul(scores.softmax(-1, dtype=torch.float32).to(q.dtype), v)
 
     # ------------------------------------------------------------------ CUDA graphs

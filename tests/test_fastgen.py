@@ -86,7 +86,8 @@ def test_end_of_turn_ends_the_answer_as_generate_does(loaded):
 
 def test_graph_path_with_stand_ins_equals_generate(loaded):
     """Everything of the CUDA-graph path but the capture itself: warm-up, the replay check, whole-bucket
-    attention with a mask, bucket switches, replayed streaming; both decode attentions. In float32: masked
+    attention with a mask, bucket switches, fused norms and RoPE, replayed streaming; both decode
+    attentions. In float32: masked
     attention over extra slots sums in another order than transformers' exact-length attention, which in
     bf16 can flip a near-tie; in float32 it does not at this size."""
     import torch
@@ -99,6 +100,7 @@ def test_graph_path_with_stand_ins_equals_generate(loaded):
         decoder = FastDecoder(model32, max_cache_len=256, buckets=[32, 64, 128], attention=attention,
                               graph_standin=True)
         assert decoder.path == "graph-standin" and decoder.fixed_shapes and decoder.attention == attention
+        assert decoder.fused_ops  # F.rms_norm and RoPE as a matmul, as on a GPU
         assert sorted(decoder.graphs) == decoder.buckets == [32, 64, 128, 256]
         for ids, tokens in zip(prompts, want):
             assert decoder.generate(ids, 80) == tokens, attention
