@@ -221,6 +221,7 @@ def case_studio(name: str, model_dir: str, a) -> list[dict]:
             ttft.append(s["ttft_s"])
         rows.append({"case": "studio_chat", "tokens_per_s": statistics.median(rates),
                      "runs": [round(x, 2) for x in rates], "ttft_s": statistics.median(ttft), **memory(),
+                     "decode_tokens_per_s": s.get("decode_tokens_per_s"),
                      "tokens": s["tokens"], "note": f"{s['path']}, {s['prompt_tokens']}-token prompt, "
                                                     f"stopped: {s.get('stopped', '')}"})
     return rows
