@@ -113,8 +113,6 @@ def locate_parts(model) -> _Parts:
         extra = set(dict(layer.named_children())) - {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm"}
         if extra:  # e.g. Gemma's extra norms: this forward would silently skip them
             raise FastPathUnavailable(f"layer {i} has modules this decoder does not run: {sorted(extra)}")
-    if getattr(layers[0].self_attn, "sliding_window", None):
-        raise FastPathUnavailable("sliding-window attention is not supported")
     return _Parts(inner.embed_tokens, list(layers), inner.norm, lm_head, config, n_heads, n_kv, head_dim,
                   head_dim ** -0.5)
 
@@ -218,6 +216,10 @@ class FastDecoder:
         if max_cache_len < 2:
             raise ValueError("max_cache_len must be at least 2")
         self.max_cache_len = L = int(max_cache_len)
+        window = getattr(p.layers[0].self_attn, "sliding_window", None) or getattr(p.config, "sliding_window", None)
+        if window and getattr(p.config, "use_sliding_window", True) and int(window) < L:
+            # a window no shorter than the cache never hides a cached token: plain attention is the same
+            raise FastPathUnavailable(f"sliding-window attention ({window} tokens) is not supported")
         self.buckets = sorted({min(b, L) for b in (buckets or buckets_for(L))} | {L})
         self.lock = threading.Lock()  # one stream at a time: one cache, one set of graphs
         self.last_stats: GenStats | None = None
@@ -240,8 +242,9 @@ class FastDecoder:
         with torch.inference_mode():  # rotate_half as a matrix: x @ half_turn == rotate_half(x)
             h = p.head_dim // 2
             self.half_turn = torch.zeros((p.head_dim, p.head_dim), device=self.device, dtype=self.dtype)
-            self.half_turn[torch.arange(h) + h, torch.arange(h)] = -1
-            self.half_turn[torch.arange(h), torch.arange(h) + h] = 1
+            first = torch.arange(h, device=self.device)
+            self.half_turn[first + h, first] = -1
+            self.half_turn[first, first + h] = 1
         want_graph = (self.device.type == "cuda" or self.graph_standin) if use_cuda_graph is None else use_cuda_graph
         errors = []
         for attn_kind in (dict.fromkeys((attention, "matmul")) if want_graph else ()):
