@@ -208,6 +208,9 @@ def case_studio(name: str, model_dir: str, a) -> list[dict]:
         ref = loaded.model.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=False,
                                     max_new_tokens=32, min_new_tokens=32, pad_token_id=0)[0, len(ids):].tolist()
     note += f", greedy = generate for {agreement(ref, r['first_tokens'])}/32 tokens"
+    check = dec.compare_with_model(ids + r["first_tokens"][:8])  # a decode step vs the model's forward
+    note += f", step logits vs model forward: rel diff {check['rel_diff']:.2g}, same argmax {check['same_argmax']}"
+    r["logits_rel_diff"] = check["rel_diff"]
     r.update(memory(), load_s=load_s, note=note, prompt_tokens=len(ids), case=name)
     rows = [r]
     if name == "studio":  # the Chat tab's path: messages -> template -> decoder -> text

@@ -24,10 +24,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +72,6 @@ class _Parts:
     n_kv: int
     head_dim: int
     scaling: float
-    extra: dict = field(default_factory=dict)
 
 
 def _unwrap(model):
@@ -559,15 +557,26 @@ class FastDecoder:
                     stats.stopped = "stop"  # the consumer closed the generator
                 self.last_stats = stats
 
+    def compare_with_model(self, input_ids) -> dict:
+        """The decode step's logits for the last token of input_ids (prefill of the others, one step) next to
+        the model's own forward: max |difference| relative to max |logit|, and whether the argmax agrees."""
+        ids = torch.as_tensor(input_ids, dtype=torch.long).reshape(1, -1).to(self.device)
+        T = ids.shape[1] - 1
+        if T < 1:
+            raise ValueError("need at least two tokens")
+        self.check_prompt(T + 1)
+        with self.lock, torch.inference_mode():
+            self._prefill(ids[:, :T])
+            self.token.copy_(ids[:, T:])
+            self._run_step(T + 1)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            ours = self.logits[0].clone()
+            theirs = self.model(input_ids=ids).logits[0, -1].float()
+        diff = (ours - theirs).abs().max().item()
+        return {"rel_diff": diff / (theirs.abs().max().item() + 1e-9),
+                "same_argmax": bool(ours.argmax() == theirs.argmax())}
+
     def generate(self, input_ids, max_new_tokens: int = 256, **kwargs) -> list[int]:
         """All new token ids at once (the stream, collected)."""
         return list(self.stream(input_ids, max_new_tokens, **kwargs))
-
-    def memory_bytes(self) -> int:
-        """What the decoder holds beyond the model: the KV cache (graph pools not included)."""
-        return self.k_cache.numel() * self.k_cache.element_size() * 2
-
-
-def fast_chat_enabled() -> bool:
-    """STUDIO_FAST_CHAT=0 turns the fast path off (the plain model.generate path then runs)."""
-    return os.environ.get("STUDIO_FAST_CHAT", "1") != "0"

@@ -105,6 +105,8 @@ def test_graph_path_with_stand_ins_equals_generate(loaded):
         for ids, tokens in zip(prompts, want):
             assert decoder.generate(ids, 80) == tokens, attention
             assert decoder.last_stats.path == "graph-standin"
+        check = decoder.compare_with_model(torch.cat([prompts[1][0], torch.tensor(want[1][:40])]))
+        assert check["same_argmax"] and check["rel_diff"] < 1e-4, check
     assert decoder.k_cache.dtype == torch.float32
 
 
