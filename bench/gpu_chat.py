@@ -243,8 +243,10 @@ def case_studio4(model_dir: str, a) -> dict:
     load_s = time.time() - t0
     ids = prompt_ids(tok, a.prompt_tokens)
     r = time_decoder(dec, ids, a.new_tokens, a.repeats)
-    r.update(memory(), load_s=load_s, prompt_tokens=len(ids),
-             note=f"{r['path']}, " + ("4-bit" if four_bit else "16-bit (CPU: no 4-bit)"))
+    check = dec.compare_with_model(ids + r["first_tokens"][:8])
+    r.update(memory(), load_s=load_s, prompt_tokens=len(ids), logits_rel_diff=check["rel_diff"],
+             note=f"{r['path']}, " + ("4-bit" if four_bit else "16-bit (CPU: no 4-bit)") +
+             f", step logits vs model forward: rel diff {check['rel_diff']:.2g}, same argmax {check['same_argmax']}")
     return r
 
 

@@ -167,9 +167,11 @@ class ChatEngine:
         import torch
         from studio import fastgen
         try:
-            loaded.decoder = fastgen.FastDecoder(loaded.model, max_cache_len=max(int(max_seq_length), CHAT_CACHE_TOKENS),
-                                                 require_cuda_graph=torch.cuda.is_available())
-            log.info("chat: fast path on (%s, %d cache slots)", loaded.decoder.path, loaded.decoder.max_cache_len)
+            decoder = fastgen.FastDecoder(loaded.model, max_cache_len=max(int(max_seq_length), CHAT_CACHE_TOKENS),
+                                          require_cuda_graph=torch.cuda.is_available())
+            _check_decoder(decoder, loaded.tokenizer)
+            loaded.decoder = decoder
+            log.info("chat: fast path on (%s, %d cache slots)", decoder.path, decoder.max_cache_len)
         except Exception as exc:
             loaded.decoder = None
             loaded.fast_reason = f"{type(exc).__name__}: {exc}"
@@ -305,6 +307,23 @@ class ChatEngine:
                            "tokens_per_s": new / seconds if seconds > 0 else 0.0,
                            "ttft_s": (t_first - t0) if t_first else seconds, "path": "generate",
                            "fast_reason": loaded.fast_reason}
+
+
+def _check_decoder(decoder, tokenizer) -> None:
+    """One decode step against the model's own forward on a chat prompt: a decoder that computes something
+    else (a layer it does not know, a rotation it gets wrong) is refused. A check that cannot run is logged."""
+    import math
+    from studio.fastgen import FastPathUnavailable
+    try:
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": EXAMPLES[1]}], add_generation_prompt=True,
+                                            tokenize=True, return_dict=True)["input_ids"]
+        check = decoder.compare_with_model(list(ids))
+    except Exception as exc:
+        log.warning("chat: could not compare the fast path with the model (%s: %s)", type(exc).__name__, exc)
+        return
+    log.info("chat: fast path vs the model's forward: %s", check)
+    if not math.isfinite(check["rel_diff"]) or check["rel_diff"] > 0.1:  # bf16 rounding: ~0.005
+        raise FastPathUnavailable(f"its logits differ from the model's (relative difference {check['rel_diff']:.3g})")
 
 
 class _AnyEvent:

@@ -264,3 +264,21 @@ def test_chat_loads_a_base_in_16_bits_only_when_no_download_is_needed(tmp_path):
     assert not _loads_in_16bit(str(quantized))
     assert not _loads_in_16bit("unsloth/Qwen3-4B-unsloth-bnb-4bit")
     assert not _loads_in_16bit("nobody/not-in-the-local-cache")
+
+
+def test_chat_refuses_a_decoder_that_computes_something_else(loaded, caplog):
+    """The load-time check: a decoder whose step disagrees with the model's forward is not used."""
+    import logging
+    from studio.chat import _check_decoder
+    from studio.fastgen import FastDecoder, FastPathUnavailable
+    model, tok = loaded
+    decoder = FastDecoder(model, max_cache_len=512)
+    with caplog.at_level(logging.INFO, logger="studio.chat"):
+        _check_decoder(decoder, tok)  # the real decoder passes
+    assert "rel_diff" in caplog.text
+    import torch
+    with torch.inference_mode():
+        decoder.half_turn.neg_()  # RoPE turned the wrong way (only the fused path reads it)
+    decoder.fused_ops = True
+    with pytest.raises(FastPathUnavailable, match="differ from the model"):
+        _check_decoder(decoder, tok)
