@@ -160,8 +160,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "send": ("Send", "보내기"),
     "clear": ("Clear", "지우기"),
     "chatbot": ("Chat", "대화"),
-    # runs tab
-    "runs_table": ("Past runs", "지난 실행"),
     "compare": ("Overlay loss curves of", "손실 곡선 겹쳐 보기"),
     "open_run": ("Open run", "실행 열기"),
     # server-side messages
