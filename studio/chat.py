@@ -182,8 +182,9 @@ class ChatEngine:
             log.warning("chat: fast path off, model.generate streams instead (%s)", loaded.fast_reason)
 
     def stream(self, messages: list[dict], max_new_tokens: int = 128, temperature: float = 0.0,
-               stop: threading.Event | None = None):
-        """Yield the reply as it grows. `stop` set -> generation ends after the current token.
+               stop: threading.Event | None = None, seed: int | None = None):
+        """Yield the reply as it grows. `stop` set -> generation ends after the current token. `seed` fixes the
+        sampling (two models compared on one prompt draw with the same seed).
         Afterwards self.last_stats holds the answer's tokens, seconds, tokens/s and time to first token."""
         loaded = self.loaded
         if loaded is None:
@@ -203,7 +204,7 @@ class ChatEngine:
             if decoder is not None and n_prompt + int(max_new_tokens) <= decoder.max_cache_len:
                 try:
                     yield from self._stream_fast(decoder, tok, inputs["input_ids"], max_new_tokens, temperature,
-                                                 stop, eos_ids, eos_tokens)
+                                                 stop, eos_ids, eos_tokens, seed)
                     return
                 except Exception as exc:  # the plain path answers (from the start) and the fast one stays off
                     loaded.decoder = None
@@ -212,9 +213,10 @@ class ChatEngine:
             elif decoder is not None:
                 log.info("chat: %d prompt + %d new tokens exceed the fast path's %d cache slots; model.generate "
                          "answers", n_prompt, int(max_new_tokens), decoder.max_cache_len)
-            yield from self._stream_plain(loaded, inputs, max_new_tokens, temperature, stop, eos_ids, eos_tokens)
+            yield from self._stream_plain(loaded, inputs, max_new_tokens, temperature, stop, eos_ids, eos_tokens, seed)
 
-    def _stream_fast(self, decoder, tok, input_ids, max_new_tokens, temperature, stop, eos_ids, eos_tokens):
+    def _stream_fast(self, decoder, tok, input_ids, max_new_tokens, temperature, stop, eos_ids, eos_tokens,
+                     seed=None):
         """The decoder runs in its own thread and never waits for the page: each yield carries every token
         made since the last one (at a few hundred tokens/s the page takes several per update)."""
         import queue
@@ -227,7 +229,7 @@ class ChatEngine:
             try:
                 for token in decoder.stream(input_ids, int(max_new_tokens), temperature=float(temperature or 0.0),
                                             top_p=0.95 if sampling else 1.0, stop_event=_AnyEvent(stop, abandoned),
-                                            eos_token_ids=eos_ids):
+                                            eos_token_ids=eos_ids, **({"seed": seed} if seed is not None else {})):
                     tokens.put(token)
                 tokens.put(done)
             except BaseException as exc:  # handed to the consumer, which falls back to the plain path
@@ -261,7 +263,7 @@ class ChatEngine:
             thread.join()
         self.last_stats = decoder.last_stats.as_dict()
 
-    def _stream_plain(self, loaded, inputs, max_new_tokens, temperature, stop, eos_ids, eos_tokens):
+    def _stream_plain(self, loaded, inputs, max_new_tokens, temperature, stop, eos_ids, eos_tokens, seed=None):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
         tok = loaded.tokenizer
@@ -286,6 +288,8 @@ class ChatEngine:
 
         def _generate():
             try:
+                if seed is not None:
+                    torch.manual_seed(int(seed))
                 with torch.inference_mode():
                     outputs.append(loaded.model.generate(**kwargs))
             except BaseException as exc:  # surfaced to the caller below

@@ -65,8 +65,8 @@ def build_app() -> gr.Blocks:
         template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
 
         # Views that stay true: the chat list when its tab opens and when a run ends; the runs table too.
-        refresh_chat = dict(fn=chat_tab.refresh, inputs=[browser_run, model.name], outputs=chat.choice,
-                            api_visibility="private")
+        refresh_chat = dict(fn=chat_tab.refresh_both, inputs=[browser_run, model.name, chat.compare],
+                            outputs=[chat.choice, chat.compare], api_visibility="private")
         chat_page.select(**refresh_chat)
         train.finished.change(**refresh_chat).then(runs_tab.table_and_choices, None,
                                                    [history.table, history.selected, history.timer],
@@ -86,7 +86,7 @@ def build_app() -> gr.Blocks:
         demo.load(_on_load, browser_run, [train.state, train.timer, browser_run, *form],
                   api_visibility="private").then(train_tab.poll, train.state, polled, api_visibility="private")
         demo.load(who, None, identity, api_visibility="private")
-        demo.load(chat_tab.refresh, [browser_run, model.name], chat.choice, api_visibility="private")
+        demo.load(**refresh_chat)
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
                   api_visibility="private")
         demo.load(dataset_tab.preview_first,

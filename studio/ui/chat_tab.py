@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 import gradio as gr
@@ -12,7 +11,8 @@ from studio.chat import BASE_PREFIX, EXAMPLES, ChatEngine, normalize_history
 from studio.config import RunConfig
 from studio.ui.i18n import refusal, t
 
-ENGINE = ChatEngine()  # one model per process; never in gr.State (it would be deep-copied)
+ENGINE = ChatEngine()    # one model per process; never in gr.State (it would be deep-copied)
+ENGINE_B = ChatEngine()  # the second model of a side-by-side comparison
 _stops: dict[str, threading.Event] = {}  # per browser session: its Stop button's flag
 
 
@@ -24,6 +24,10 @@ class ChatTab:
     temperature: gr.Slider
     chatbot: gr.Chatbot
     speed: gr.Markdown
+    compare: gr.Dropdown
+    seed: gr.Number
+    chatbot_b: gr.Chatbot
+    speed_b: gr.Markdown
     message: gr.Textbox
     send: gr.Button
     stop: gr.Button
@@ -51,6 +55,14 @@ def refresh(browser_run, base_model: str, request: gr.Request = None):
     return gr.Dropdown(choices=opts, value=value)
 
 
+def refresh_both(browser_run, base_model: str, compare_value, request: gr.Request = None):
+    """Both lists; the comparison keeps its choice if it is still there (empty: no comparison)."""
+    first = refresh(browser_run, base_model, request)
+    opts = [("—", "")] + list(first.choices)
+    ids = [v for _, v in opts]
+    return first, gr.Dropdown(choices=opts, value=compare_value if compare_value in ids else "")
+
+
 def build(I, cfg: RunConfig) -> ChatTab:
     with gr.Row():
         choice = gr.Dropdown([], label=I("chat_model"), scale=4, elem_id="chat-model")
@@ -58,28 +70,39 @@ def build(I, cfg: RunConfig) -> ChatTab:
     with gr.Row():
         max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label=I("max_new_tokens"))
         temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05, label=I("temperature"))
-    chatbot = gr.Chatbot(show_label=False, height=420, elem_id="chatbot")  # its label takes no I18n
-    speed = gr.Markdown(elem_id="chat-speed")
+    with gr.Row():
+        compare = gr.Dropdown([], label=I("chat_compare"), info=I("chat_compare_info"), scale=4,
+                              elem_id="chat-compare")
+        seed = gr.Number(0, label=I("chat_seed"), precision=0, scale=1)
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            chatbot = gr.Chatbot(show_label=False, height=420, elem_id="chatbot")  # its label takes no I18n
+            speed = gr.Markdown(elem_id="chat-speed")
+        with gr.Column(visible=False) as second:
+            chatbot_b = gr.Chatbot(show_label=False, height=420, elem_id="chatbot-b")
+            speed_b = gr.Markdown(elem_id="chat-speed-b")
+    compare.change(lambda c: gr.Column(visible=bool(c)), compare, second, api_visibility="private")
     with gr.Row():
         message = gr.Textbox(placeholder=EXAMPLES[0], label=I("message"), scale=5, elem_id="chat-input")
         send = gr.Button(I("send"), variant="primary", scale=1, elem_id="chat-send")
         stop = gr.Button(I("stop"), variant="stop", scale=1)
         clear = gr.Button(I("clear"), scale=1)
     gr.Examples(EXAMPLES, inputs=message)
-    return ChatTab(choice, refresh_btn, max_new_tokens, temperature, chatbot, speed, message, send, stop, clear)
+    return ChatTab(choice, refresh_btn, max_new_tokens, temperature, chatbot, speed, compare, seed, chatbot_b, speed_b,
+                   message, send, stop, clear)
 
 
 def load_choice(choice: str, user, template: str, max_seq_length: int = 2048, load_in_4bit: bool = False,
-                request=None) -> None:
+                request=None, engine: ChatEngine = ENGINE) -> None:
     """Load what the person picked, if they may: their own run, or a base model."""
     if not choice:
         raise gr.Error(t("err_no_run", request))
     try:
         if not choice.startswith(BASE_PREFIX):
             run_dir = jobs.open_run(choice, user)
-            ENGINE.load(choice, run_dir.parent)
+            engine.load(choice, run_dir.parent)
         else:
-            ENGINE.load(choice, None, template=template, max_seq_length=int(max_seq_length or 2048),
+            engine.load(choice, None, template=template, max_seq_length=int(max_seq_length or 2048),
                         load_in_4bit=bool(load_in_4bit))
     except jobs.Refused as exc:
         raise refusal(exc, request) from None
@@ -88,34 +111,42 @@ def load_choice(choice: str, user, template: str, max_seq_length: int = 2048, lo
         raise gr.Error(t("err_load_model", request, name=choice.removeprefix(BASE_PREFIX), detail=first[:300])) from None
 
 
+def speed_line(engine: ChatEngine, request=None) -> str:
+    stats = engine.last_stats or {}
+    if not stats.get("tokens"):
+        return ""
+    return t("tokens_per_s", request, n=stats["tokens"], rate=f"{stats['tokens_per_s']:,.1f}",
+             ttft=f"{stats['ttft_s']:.2f}")
+
+
 def respond(message: str, history: list, choice: str, max_new_tokens: int, temperature: float,
-            template: str = "qwen-3", max_seq_length: int = 2048, load_in_4bit: bool = False,
-            request: gr.Request = None):
-    """Streams the growing reply into the history; the speed line under it when it is done."""
+            template: str = "qwen-3", max_seq_length: int = 2048, load_in_4bit: bool = False, compare: str = "",
+            seed: int = 0, history_b: list | None = None, request: gr.Request = None):
+    """Streams the growing reply into the history; with a second model chosen, its reply to the same messages
+    (same sampling seed) beside it. The speed line under each when it is done."""
     if not (message or "").strip():
         raise gr.Error(t("err_empty_message", request))
     user = auth.user_from_request(request)
     if user is None:
         raise gr.Error(t("err_sign_in", request))
     load_choice(choice, user, template, max_seq_length, load_in_4bit, request)
+    if compare:
+        load_choice(compare, user, template, max_seq_length, load_in_4bit, request, engine=ENGINE_B)
     stop = _stops.setdefault(getattr(request, "session_hash", "") or "api", threading.Event())
     stop.clear()
-    history = list(history or []) + [{"role": "user", "content": message}]
-    messages = normalize_history(history)
-    history.append({"role": "assistant", "content": ""})
-    yield history, "", ""
-    t0, first, pieces = time.perf_counter(), None, 0
-    for text in ENGINE.stream(messages, max_new_tokens, temperature, stop):
-        first = first or time.perf_counter() - t0
-        pieces += 1
-        history[-1] = {"role": "assistant", "content": text}
-        yield history, "", ""
-    stats = getattr(ENGINE, "last_stats", None) or {}
-    n = stats.get("tokens", pieces)
-    seconds = stats.get("seconds", time.perf_counter() - t0)
-    speed = t("tokens_per_s", request, n=n, rate=f"{n / max(seconds, 1e-6):,.1f}",
-              ttft=f"{stats.get('ttft_s', first or 0):.2f}")
-    yield history, "", speed
+    panes = [(ENGINE, list(history or []))] + ([(ENGINE_B, list(history_b or []))] if compare else [])
+    out = {"a": panes[0][1], "b": list(history_b or []), "speed_a": "", "speed_b": ""}
+    for n, (engine, hist) in enumerate(panes):
+        hist.append({"role": "user", "content": message})
+        messages = normalize_history(hist)
+        hist.append({"role": "assistant", "content": ""})
+        side = "a" if n == 0 else "b"
+        out[side] = hist
+        for text in engine.stream(messages, max_new_tokens, temperature, stop, seed=int(seed or 0)):
+            hist[-1] = {"role": "assistant", "content": text}
+            yield out["a"], "", out["speed_a"], out["b"], out["speed_b"]
+        out[f"speed_{side}"] = speed_line(engine, request)
+        yield out["a"], "", out["speed_a"], out["b"], out["speed_b"]
 
 
 def stop_generation(request: gr.Request = None):
@@ -125,10 +156,12 @@ def stop_generation(request: gr.Request = None):
 def wire(tab: ChatTab, template: gr.Dropdown, model_name: gr.Textbox, max_seq_length: gr.Number,
          load_in_4bit: gr.Checkbox, browser_run: gr.BrowserState) -> None:
     inputs = [tab.message, tab.chatbot, tab.choice, tab.max_new_tokens, tab.temperature, template, max_seq_length,
-              load_in_4bit]
-    outputs = [tab.chatbot, tab.message, tab.speed]
+              load_in_4bit, tab.compare, tab.seed, tab.chatbot_b]
+    outputs = [tab.chatbot, tab.message, tab.speed, tab.chatbot_b, tab.speed_b]
     tab.send.click(respond, inputs, outputs, api_visibility="private")
     tab.message.submit(respond, inputs, outputs, api_visibility="private")
     tab.stop.click(stop_generation, None, None, api_visibility="private", queue=False)
-    tab.clear.click(lambda: ([], ""), None, [tab.chatbot, tab.speed], api_visibility="private")
-    tab.refresh.click(refresh, [browser_run, model_name], tab.choice, api_visibility="private")
+    tab.clear.click(lambda: ([], "", [], ""), None, [tab.chatbot, tab.speed, tab.chatbot_b, tab.speed_b],
+                    api_visibility="private")
+    tab.refresh.click(refresh_both, [browser_run, model_name, tab.compare], [tab.choice, tab.compare],
+                      api_visibility="private")

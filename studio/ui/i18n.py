@@ -339,6 +339,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "fit_pick": ("fit to this GPU", "이 GPU에 맞춤"),
     "fit_none_fits": ("Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
                       "교재 설정도 들어가지 않을 수 있습니다: max_length를 줄이거나 GPU 메모리를 비우세요."),
+    "chat_compare": ("Compare with (answers the same message beside it)", "비교할 모델 (같은 메시지에 나란히 답함)"),
+    "chat_compare_info": ("e.g. the base model against your adapter, or two runs", "예: 베이스 모델과 내 어댑터, 또는 두 실행"),
+    "chat_seed": ("Sampling seed", "샘플링 시드"),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),
 }
 
