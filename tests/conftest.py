@@ -58,7 +58,11 @@ def wait_for(run_dir, states=None, timeout=300, step=None):
     while time.time() < deadline:
         runs.reap()
         status = runs.view(run_dir)
-        if status.get("state") in states or (step is not None and status.get("step", 0) >= step):
+        if step is not None and status.get("step", 0) >= step:
+            return status
+        if status.get("state") in states:
+            while status.get("state") in runs.FINAL_STATES and runs.worker_alive(run_dir) and time.time() < deadline:
+                time.sleep(0.1)  # the worker has written its end and is exiting
             return status
         time.sleep(0.3)
     raise AssertionError(f"run did not reach {states} in {timeout}s: {runs.view(run_dir)}\n"
