@@ -447,11 +447,15 @@ def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", 
     if what == "merged" and not _merged_is_current(run_dir):
         merge_16bit(run_dir)
     folder = Path(run_dir) / "adapter" if what == "adapter" else merged_dir(run_dir)
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    # PEFT's README names the base by its local path, which the Hub refuses as metadata: write our own card.
+    files = [p for p in sorted(folder.rglob("*"))
+             if p.is_file() and not p.name.startswith(".") and p.relative_to(folder).as_posix() != "README.md"]
     from huggingface_hub import CommitOperationAdd, HfApi
-    ops = [CommitOperationAdd(path_in_repo=str(p.relative_to(folder)), path_or_fileobj=str(p)) for p in files]
+    ops = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
     ops.append(CommitOperationAdd(path_in_repo="lora_studio_config.yaml",
                                   path_or_fileobj=str(Path(run_dir) / "config.yaml")))
+    ops.append(CommitOperationAdd(path_in_repo="README.md",
+                                  path_or_fileobj=model_card(run_dir, what).encode("utf-8")))
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=bool(private), repo_type="model", exist_ok=True)
@@ -461,6 +465,32 @@ def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", 
         text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(token, "***")
         raise ExportError(f"could not upload to {repo_id}: {text[:300]}") from None
     return str(url)
+
+
+def model_card(run_dir: Path, what: str) -> str:
+    """README.md for the Hub: what this is, how to load it, the run's settings."""
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    hub_base = not resolve_path(cfg.model.name).is_dir()  # a Hub id, not a folder on this machine
+    meta = ["---"] + ([f"base_model: {cfg.model.name}"] if hub_base else []) + [
+        f"library_name: {'peft' if what == 'adapter' else 'transformers'}",
+        "tags:", "- lora", "- sft", "- unsloth", "- trl", "- lora-studio", "---", ""]
+    if what == "adapter":
+        usage = ("```python\nfrom unsloth import FastLanguageModel\n"
+                 "model, tokenizer = FastLanguageModel.from_pretrained(\"REPO_ID\")  # finds the base model\n```")
+    else:
+        usage = ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                 "model = AutoModelForCausalLM.from_pretrained(\"REPO_ID\")\n"
+                 "tokenizer = AutoTokenizer.from_pretrained(\"REPO_ID\")  # carries the chat template\n```")
+    kind = "LoRA adapter" if what == "adapter" else "model merged with its LoRA adapter (16-bit)"
+    body = [f"# {cfg.run_name}", "",
+            f"A {kind}, fine-tuned with LoRA Studio (Unsloth + TRL SFTTrainer).", "",
+            f"- base model: `{cfg.model.name}`", f"- chat template: `{cfg.data.template}`",
+            f"- dataset: `{cfg.data.path}` ({cfg.data.source})",
+            f"- LoRA r={cfg.lora.r}, alpha={cfg.lora.lora_alpha}, modules: {', '.join(cfg.lora.target_modules)}",
+            f"- {cfg.train.max_steps} steps, learning rate {cfg.train.learning_rate}, "
+            f"batch {cfg.train.per_device_train_batch_size} x {cfg.train.gradient_accumulation_steps}", "",
+            "The full settings are in `lora_studio_config.yaml`.", "", usage, ""]
+    return "\n".join(meta + body)
 
 
 # ---------------------------------------------------------------- the run as one Python script
@@ -698,7 +728,9 @@ if MAX_STEPS > 0 and n > k:
 texts = [tokenizer.apply_chat_template(standardize(rows[i]), tokenize=False, add_generation_prompt=False)
          for i in indices]
 dataset = Dataset.from_dict({"text": texts})
-print(f"{len(texts)} training rows")
+print(f"{len(texts)} training rows (of {n})")
+if os.environ.get("PREPARE_ONLY"):  # check the model and data without training
+    raise SystemExit(0)
 
 # ---- 3. Trainer (loss on the responses only)
 trainer = SFTTrainer(
