@@ -367,3 +367,53 @@ def test_script_reproduces_the_workers_loss_curve(trained_run, tmp_path):
     assert worst <= SCRIPT_LOSS_TOL
     assert worker_losses[-1] < 0.6 * worker_losses[0]  # a curve that learned, not two flat lines
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+
+
+# ---------------------------------------------------------------- the Export tab's named endpoints
+
+@pytest.fixture(scope="module")
+def export_client():
+    """The Export tab alone in a Blocks (the integrator adds it to the app), driven by gradio_client."""
+    import gradio as gr
+    from gradio_client import Client
+    from studio.ui import export_tab
+    from studio.ui.i18n import i18n
+    with gr.Blocks() as demo:
+        export_tab.wire(export_tab.build(i18n()))
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, i18n=i18n(), server_port=None)
+    try:
+        yield Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_tab_refuses_a_run_outside_runs(export_client):
+    for api in ("/export_adapter", "/export_merged", "/export_script"):
+        with pytest.raises(Exception, match="no such run: '../etc'"):
+            export_client.predict("../etc", api_name=api)
+    with pytest.raises(Exception, match="Choose a run with a saved adapter first"):
+        export_client.predict("", "q8_0", api_name="/export_gguf")
+
+
+def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_light):
+    from studio.ui import export_tab
+    ids = [value for _, value in export_tab.run_choices()]
+    assert trained_run_light.name in ids and trained_run.name in ids
+    assert ids.index(trained_run_light.name) < ids.index(trained_run.name)  # the newer one first
+    assert all((runs.runs_root() / i / "adapter" / "adapter_config.json").is_file() for i in ids)
+
+
+@pytest.mark.slow
+def test_tab_endpoints_export_and_say_what_went_wrong(export_client, trained_run):
+    zipped = export_client.predict(trained_run.name, api_name="/export_adapter")
+    assert Path(zipped).name == f"{trained_run.name}-adapter.zip" and zipfile.is_zipfile(zipped)
+    files = export_client.predict(trained_run.name, "f16", api_name="/export_gguf")
+    assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
+        sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
+    code, script = export_client.predict(trained_run.name, api_name="/export_script")
+    assert code.startswith('"""LoRA fine-tuning') and Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims
+    with pytest.raises(Exception, match="is not a Hub repo id"):
+        export_client.predict(trained_run.name, "bad id", TOKEN, True, "adapter", api_name="/push_to_hub")
+    with pytest.raises(Exception, match="could not upload to alice/x") as info:  # offline in tests
+        export_client.predict(trained_run.name, "alice/x", TOKEN, True, "adapter", api_name="/push_to_hub")
+    assert TOKEN not in str(info.value)
