@@ -197,6 +197,35 @@ def test_gguf_reads_back_with_its_tokenizer_template_and_logits(trained_run, exp
     assert leftovers(path.parent) == []
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_gguf_writer_round_trips_llama_and_qwen2(tmp_path, family):
+    """Tiny random models with untied output and GQA; Llama's q/k rows are permuted for llama.cpp's rope,
+    and transformers' GGUF reader undoes exactly that permutation, so equal logits check it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, \
+        Qwen2ForCausalLM
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
+    torch.manual_seed(0)
+    config = config_class(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, vocab_size=2292, max_position_embeddings=256,
+                          tie_word_embeddings=False)
+    model_class(config).to(torch.bfloat16).save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the bundled byte-level BPE tokenizer fits vocab_size
+        shutil.copy(REPO / "assets" / "tiny-qwen3" / name, tmp_path / name)
+    ids = torch.randint(0, 2266, (1, 24))
+    with torch.no_grad():
+        reference = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)(ids).logits
+        for quant in export.GGUF_QUANTS:
+            export.write_gguf(tmp_path, tmp_path / f"{quant}.gguf", quant)
+            model = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=f"{quant}.gguf",
+                                                         config=AutoConfig.from_pretrained(tmp_path),
+                                                         dtype=torch.float32)
+            abs_diff, rel = diff(model(ids).logits, reference)
+            print(f"GGUF {family} {quant}: max |gguf - hf| = {abs_diff:.3g} (relative {rel:.3g})")
+            assert abs_diff < GGUF_F16_ABS_TOL if quant == "f16" else rel < GGUF_Q8_REL_TOL
+
+
 def tiny_gpt2_run(name: str) -> Path:
     """A run whose base model is a (tiny, random) GPT-2: an architecture the GGUF writer does not convert."""
     from transformers import GPT2Config, GPT2LMHeadModel
