@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ from studio.config import RunConfig, resolve_path
 GGUF_QUANTS = ("f16", "q8_0")
 HUB_WHAT = ("adapter", "merged")
 GGUF_PACKAGE = "gguf==0.19.0"
+# One model-sized job at a time in this process: two clicks must not hold two copies of a model in memory,
+# nor race to replace the same export/merged/ folder.
+_model_jobs = threading.RLock()
 
 
 class ExportError(RuntimeError):
@@ -124,7 +128,7 @@ def merge_16bit(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
     final = merged_dir(run_dir)
-    with staged(final, folder=True) as tmp:
+    with _model_jobs, staged(final, folder=True) as tmp:
         try:
             _merge_with_unsloth(run_dir, cfg, tmp)
         except (NotImplementedError, AttributeError):
@@ -164,6 +168,10 @@ def _merge_with_unsloth(run_dir: Path, cfg: RunConfig, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter"))  # the run's chat template
         model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
         del model
+    import gc
+    gc.collect()  # the app process lives on: give the model's memory back now
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _merge_with_peft(run_dir: Path, cfg: RunConfig, out: Path) -> None:
@@ -242,15 +250,16 @@ def to_gguf(run_dir: Path, quant: str = "q8_0") -> Path:
     base_config = _local_base_config(run_dir, cfg)
     if base_config is not None:  # refuse before spending minutes on a merge
         check_gguf_support(base_config)
-    if not _merged_is_current(run_dir):
-        merge_16bit(run_dir)
     folder = gguf_dir(run_dir, quant)
     final = folder / f"{run_dir.name}-{quant}.gguf"
     modelfile = folder / "Modelfile"
-    with staged(final) as tmp_gguf, staged(modelfile) as tmp_modelfile:
-        write_gguf(merged_dir(run_dir), tmp_gguf, quant, name=cfg.run_name)
-        tmp_modelfile.write_text(ollama_modelfile(final.name, cfg.data.template, merged_dir(run_dir)),
-                                 encoding="utf-8")
+    with _model_jobs:
+        if not _merged_is_current(run_dir):
+            merge_16bit(run_dir)
+        with staged(final) as tmp_gguf, staged(modelfile) as tmp_modelfile:
+            write_gguf(merged_dir(run_dir), tmp_gguf, quant, name=cfg.run_name)
+            tmp_modelfile.write_text(ollama_modelfile(final.name, cfg.data.template, merged_dir(run_dir)),
+                                     encoding="utf-8")
     return final
 
 
@@ -444,8 +453,10 @@ def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", 
         raise ExportError("a Hugging Face token with write access is needed to upload")
     token = token.strip()
     load_run(run_dir)
-    if what == "merged" and not _merged_is_current(run_dir):
-        merge_16bit(run_dir)
+    if what == "merged":
+        with _model_jobs:
+            if not _merged_is_current(run_dir):
+                merge_16bit(run_dir)
     folder = Path(run_dir) / "adapter" if what == "adapter" else merged_dir(run_dir)
     # PEFT's README names the base by its local path, which the Hub refuses as metadata: write our own card.
     files = [p for p in sorted(folder.rglob("*"))
@@ -544,7 +555,8 @@ def render_script(cfg: RunConfig, run_dir: Path) -> str:
     gc = {"true": True, "false": False}.get(lo.use_gradient_checkpointing, lo.use_gradient_checkpointing)
     dtype = "None" if m.dtype == "auto" else f"torch.{m.dtype}"
     parts = [_SCRIPT_HEAD.format(
-        run=Path(run_dir).name, script=script_name(run_dir), run_name=cfg.run_name, model_name=repr(m.name), max_seq_length=m.max_seq_length,
+        run=Path(run_dir).name, script=script_name(run_dir), run_name=cfg.run_name, model_name=repr(m.name),
+        max_seq_length=m.max_seq_length,
         dtype=dtype, load_in_4bit=m.load_in_4bit, r=lo.r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
         target_modules=repr(list(lo.target_modules)), bias=repr(lo.bias), gc=repr(gc),
         random_state=lo.random_state, data_location=repr(data_location), split=repr(d.split),

@@ -158,6 +158,22 @@ def test_merged_model_loads_in_plain_transformers_and_equals_base_plus_adapter(t
 
 
 @pytest.mark.slow
+def test_peft_fallback_merge_gives_the_same_weights_as_unsloths(trained_run, exported, tmp_path):
+    from safetensors.torch import load_file
+    export._merge_with_peft(trained_run, RunConfig.load(trained_run / "config.yaml"), tmp_path)
+    unsloth_merged = load_file(exported[0] / "model.safetensors")
+    peft_merged = load_file(tmp_path / "model.safetensors")
+    assert unsloth_merged.keys() == peft_merged.keys()
+    worst = max((unsloth_merged[k].float() - peft_merged[k].float()).abs().max().item() for k in peft_merged)
+    print(f"merge: Unsloth vs PEFT merged weights differ by at most {worst:.3g}")
+    assert worst <= 2 ** -10  # both merge in fp32 and round once to bf16: equal, or one rounding step apart
+    base = load_file(REPO / "assets" / "tiny-qwen3" / "model.safetensors")
+    moved = max((base[k].float() - peft_merged[k].float()).abs().max().item() for k in base)
+    assert moved > 2 ** -6, moved  # and the adapter is in the weights (measured 0.059)
+    assert (tmp_path / "chat_template.jinja").is_file()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("quant", export.GGUF_QUANTS)
 def test_gguf_reads_back_with_its_tokenizer_template_and_logits(trained_run, exported, quant):
     import gguf
@@ -205,7 +221,8 @@ def test_gguf_writer_round_trips_llama_and_qwen2(tmp_path, family):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, \
         Qwen2ForCausalLM
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
+    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM),
+                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
     torch.manual_seed(0)
     config = config_class(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                           num_key_value_heads=2, vocab_size=2292, max_position_embeddings=256,
@@ -360,6 +377,49 @@ def test_script_is_one_file_without_studio_with_the_runs_settings(runs_dir):
         assert needle in text, needle
 
 
+def data_files(folder: Path) -> dict[str, Path]:
+    """One small file per format and file type the studio reads (see studio/data.py)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    openai = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
+                            {"role": "assistant", "content": "Hello."}]},
+              {"messages": [{"role": "Human", "content": "2+2?"}, {"role": "bot", "content": "4"}]}]
+    sharegpt = [{"conversations": [{"from": "human", "value": "Capital of France?"},
+                                   {"from": "gpt", "value": "Paris"}]}]
+    files = {"openai.json": folder / "openai.json", "alpaca.csv": folder / "alpaca.csv",
+             "sharegpt.csv": folder / "sharegpt.csv", "openai.parquet": folder / "openai.parquet",
+             "bom.jsonl": REPO / "tests" / "bad_data" / "bom.jsonl", "bom.csv": REPO / "tests" / "bad_data" / "bom.csv"}
+    files["openai.json"].write_text(json.dumps({"train": openai}))
+    files["alpaca.csv"].write_text('instruction,input,output,system\nAdd,"1, 2",3,\nSay hi,,hi,You are kind.\n\n')
+    cell = json.dumps(sharegpt[0]["conversations"]).replace('"', '""')  # CSV quoting
+    files["sharegpt.csv"].write_text(f'conversations\n"{cell}"\n')
+    pq.write_table(pa.Table.from_pylist(openai), files["openai.parquet"])
+    return files
+
+
+@pytest.mark.parametrize("name", ["openai.json", "alpaca.csv", "sharegpt.csv", "openai.parquet", "bom.jsonl",
+                                  "bom.csv", "bundled"])
+def test_script_reads_and_standardizes_rows_exactly_as_the_studio(runs_dir, tmp_path, name):
+    """The script's own load_rows() + standardize(), run alone, give studio.data's conversations."""
+    from studio import data
+    cfg = RunConfig(run_name=f"script-data-{name}")
+    if name != "bundled":
+        cfg.data.source, cfg.data.path = "file", str(data_files(tmp_path)[name])
+    tree = ast.parse(export.python_script(runs.create_run(cfg)))
+    wanted = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in ("load_rows", "standardize"))
+              or (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("DATA", "SPLIT", "ROLES"))]
+    namespace = {"json": json}
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the script runs from the repo root
+    try:
+        exec(compile(ast.Module(body=wanted, type_ignores=[]), "train.py", "exec"), namespace)
+        conversations = [namespace["standardize"](row) for row in namespace["load_rows"]()]
+    finally:
+        os.chdir(cwd)
+    expected = list(data.load_dataset_source(cfg.data.source, cfg.data.path).iter_conversations())
+    assert conversations == expected and len(expected) >= 1
+
+
 @pytest.mark.slow
 def test_script_picks_rows_by_the_studio_rule(runs_dir, tmp_path):
     """600 rows, 30 steps x batch 8: the script trains on 240 of them (seeded sample)."""
@@ -424,6 +484,7 @@ def test_tab_refuses_a_run_outside_runs(export_client):
         export_client.predict("", "q8_0", api_name="/export_gguf")
 
 
+@pytest.mark.slow
 def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_light):
     from studio.ui import export_tab
     ids = [value for _, value in export_tab.run_choices()]
@@ -440,7 +501,8 @@ def test_tab_endpoints_export_and_say_what_went_wrong(export_client, trained_run
     assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
         sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
     code, script = export_client.predict(trained_run.name, api_name="/export_script")
-    assert code.startswith('"""LoRA fine-tuning') and Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims
+    assert code.startswith('"""LoRA fine-tuning')
+    assert Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims the last newline
     with pytest.raises(Exception, match="is not a Hub repo id"):
         export_client.predict(trained_run.name, "bad id", TOKEN, True, "adapter", api_name="/push_to_hub")
     with pytest.raises(Exception, match="could not upload to alice/x") as info:  # offline in tests
