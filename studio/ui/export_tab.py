@@ -39,6 +39,12 @@ def run_choices() -> list[tuple[str, str]]:
             for r in runs.list_runs() if r["has_adapter"]]
 
 
+def refresh_runs() -> gr.Dropdown:
+    """The run list again (a run finished since the page loaded), the newest selected."""
+    choices = run_choices()
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
 def build(I) -> ExportTab:
     gr.Markdown(I("export_intro"))
     with gr.Row():
@@ -132,8 +138,7 @@ def export_script(run_id: str, request: gr.Request = None) -> tuple[str, str]:
 
 
 def wire(tab: ExportTab) -> None:
-    tab.refresh.click(lambda: gr.Dropdown(choices=run_choices(), value=(run_choices() or [(None, None)])[0][1]),
-                      None, tab.run, api_visibility="private")
+    tab.refresh.click(refresh_runs, None, tab.run, api_visibility="private")
     tab.adapter_button.click(export_adapter, tab.run, tab.adapter_file, api_name="export_adapter")
     tab.merged_button.click(export_merged, tab.run, tab.merged_files, api_name="export_merged")
     tab.gguf_button.click(export_gguf, [tab.run, tab.gguf_quant], tab.gguf_files, api_name="export_gguf")
