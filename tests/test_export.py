@@ -29,7 +29,7 @@ MESSAGES = [{"role": "user", "content": "What is 7 + 5? And what is France's tal
 # Measured on this machine (CPU, 2 threads) with the run above; the limits leave a margin of about 3x.
 MERGE_REL_TOL = 0.005  # merged bf16 vs base + adapter in fp32: measured 0.0015 (max |diff| / max |logit|)
 GGUF_F16_ABS_TOL = 1e-4  # f16 GGUF vs the merged bf16 model: measured 9.5e-06
-GGUF_Q8_REL_TOL = 0.025  # q8_0 GGUF vs the merged model: measured 0.0076
+GGUF_Q8_REL_TOL = 0.025  # q8_0 GGUF vs the merged model: measured 0.0089 (0.012 on random tiny Llama/Qwen2)
 SCRIPT_LOSS_TOL = 1e-4  # the exported script's per-step loss vs the worker's: measured 0.0
 
 
