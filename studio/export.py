@@ -598,10 +598,10 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 # ---- Settings (from the run's config.yaml)
-MODEL_NAME = {model_name}          # Hub id or local folder
+MODEL_NAME = {model_name}  # Hub id or local folder
 MAX_SEQ_LENGTH = {max_seq_length}
-DTYPE = {dtype}                    # None = auto (bf16/fp16 on GPU)
-LOAD_IN_4BIT = {load_in_4bit}      # 4-bit needs a GPU; on CPU the model loads in 16 bits
+DTYPE = {dtype}  # None = auto (bf16/fp16 on GPU)
+LOAD_IN_4BIT = {load_in_4bit}  # 4-bit needs a GPU; on CPU the model loads in 16 bits
 
 LORA_R = {r}
 LORA_ALPHA = {lora_alpha}
@@ -613,7 +613,7 @@ LORA_RANDOM_STATE = {random_state}
 
 DATA = {data_location}
 SPLIT = {split}
-MAX_ROWS = {max_rows}                # 0 = all rows
+MAX_ROWS = {max_rows}  # 0 = all rows
 CHAT_TEMPLATE = {template}
 TRAIN_ON_RESPONSES_ONLY = {responses_only}
 INSTRUCTION_PART = {instruction_part}
@@ -624,7 +624,7 @@ PACKING = {packing}
 BATCH_SIZE = {batch}
 GRADIENT_ACCUMULATION_STEPS = {accum}
 WARMUP_STEPS = {warmup}
-MAX_STEPS = {max_steps}              # > 0 wins over NUM_TRAIN_EPOCHS
+MAX_STEPS = {max_steps}  # > 0 wins over NUM_TRAIN_EPOCHS
 NUM_TRAIN_EPOCHS = {epochs}
 LEARNING_RATE = {lr}
 LOGGING_STEPS = {logging_steps}
@@ -632,7 +632,7 @@ OPTIM = {optim}
 WEIGHT_DECAY = {weight_decay}
 LR_SCHEDULER = {scheduler}
 SEED = {seed}
-SAVE_STEPS = {save_steps}              # 0 = no checkpoints, only the final adapter
+SAVE_STEPS = {save_steps}  # 0 = no checkpoints, only the final adapter
 SAVE_TOTAL_LIMIT = {save_total_limit}
 
 OUTPUT_DIR = os.environ.get("OUTPUT_DIR", "outputs")

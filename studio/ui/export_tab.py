@@ -56,16 +56,16 @@ def build(I) -> ExportTab:
         with gr.Column():
             gr.Markdown(I("export_adapter_info"))
             adapter_button = gr.Button(I("export_adapter"), elem_id="export-adapter")
-            adapter_file = gr.File(label=I("export_download"), interactive=False)
+            adapter_file = gr.File(label=I("export_download"), interactive=False, height=140)
         with gr.Column():
             gr.Markdown(I("export_merged_info"))
             merged_button = gr.Button(I("export_merged"), elem_id="export-merged")
-            merged_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False)
+            merged_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
         with gr.Column():
             gr.Markdown(I("export_gguf_info"))
             gguf_quant = gr.Radio(list(export.GGUF_QUANTS), value="q8_0", label=I("export_gguf_quant"))
             gguf_button = gr.Button(I("export_gguf"), elem_id="export-gguf")
-            gguf_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False)
+            gguf_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
     with gr.Accordion(I("export_hub"), open=False):
         with gr.Row():
             repo_id = gr.Textbox(label=I("export_repo_id"), placeholder="your-name/my-lora", scale=3)
@@ -79,8 +79,8 @@ def build(I) -> ExportTab:
     with gr.Accordion(I("export_script"), open=False):
         gr.Markdown(I("export_script_info"))
         script_button = gr.Button(I("export_script_make"), elem_id="export-script")
-        script_code = gr.Code(language="python", interactive=False, label="train.py")
-        script_file = gr.File(label=I("export_download"), interactive=False)
+        script_code = gr.Code(language="python", interactive=False, label="train.py", max_lines=40)
+        script_file = gr.File(label=I("export_download"), interactive=False, height=100)
     return ExportTab(run, refresh, adapter_button, adapter_file, merged_button, merged_files, gguf_quant, gguf_button,
                      gguf_files, repo_id, token, private, what, push_button, push_result, script_button, script_code,
                      script_file)

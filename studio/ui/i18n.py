@@ -204,9 +204,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     # export tab (issue 9)
     "tab_export": ("Export", "내보내기"),
     "export_intro": ("Take a trained run away: the adapter, a merged model, GGUF for llama.cpp and Ollama, the "
-                     "Hugging Face Hub, or one Python script that trains it again. Files go to runs/<run>/export/.",
+                     "Hugging Face Hub, or one Python script that trains it again. Files go to `runs/<run>/export/`.",
                      "훈련한 실행을 가져가세요: 어댑터, 병합 모델, llama.cpp·Ollama용 GGUF, Hugging Face Hub, 또는 같은 "
-                     "훈련을 다시 하는 파이썬 스크립트 하나. 파일은 runs/<run>/export/ 에 저장됩니다."),
+                     "훈련을 다시 하는 파이썬 스크립트 하나. 파일은 `runs/<run>/export/` 에 저장됩니다."),
     "export_run": ("Run (with a saved adapter)", "실행 (어댑터가 저장된 것)"),
     "export_download": ("Download", "내려받기"),
     "export_adapter": ("Adapter (.zip)", "어댑터 (.zip)"),
