@@ -343,6 +343,47 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat_compare_info": ("e.g. the base model against your adapter, or two runs", "예: 베이스 모델과 내 어댑터, 또는 두 실행"),
     "chat_seed": ("Sampling seed", "샘플링 시드"),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),
+    # export tab (issue 9)
+    "tab_export": ("Export", "내보내기"),
+    "export_intro": ("Take a trained run away: the adapter, a merged model, GGUF for llama.cpp and Ollama, the "
+                     "Hugging Face Hub, or one Python script that trains it again. Files go to `runs/<run>/export/`.",
+                     "훈련한 실행을 가져가세요: 어댑터, 병합 모델, llama.cpp·Ollama용 GGUF, Hugging Face Hub, 또는 같은 "
+                     "훈련을 다시 하는 파이썬 스크립트 하나. 파일은 `runs/<run>/export/` 에 저장됩니다."),
+    "export_run": ("Run (with a saved adapter)", "실행 (어댑터가 저장된 것)"),
+    "export_download": ("Download", "내려받기"),
+    "export_adapter": ("Adapter (.zip)", "어댑터 (.zip)"),
+    "export_adapter_info": ("**LoRA adapter**: a few MB; load it on top of the base model (PEFT or Unsloth).",
+                            "**LoRA 어댑터**: 몇 MB. 기본 모델 위에 얹어 씁니다 (PEFT 또는 Unsloth)."),
+    "export_merged": ("Merged 16-bit model", "병합 16비트 모델"),
+    "export_merged_info": ("**Merged model**: base + adapter in one 16-bit model that plain transformers loads; "
+                           "as large as the base model.",
+                           "**병합 모델**: 기본 모델과 어댑터를 합친 16비트 모델. transformers만으로 불러옵니다. "
+                           "기본 모델만큼 큽니다."),
+    "export_gguf": ("GGUF + Modelfile", "GGUF + Modelfile"),
+    "export_gguf_info": ("**GGUF** for llama.cpp and Ollama (`ollama create my-model -f Modelfile`). "
+                         "q8_0 is half the size of f16 and nearly as exact.",
+                         "llama.cpp와 Ollama용 **GGUF** (`ollama create my-model -f Modelfile`). "
+                         "q8_0은 f16의 절반 크기이며 정확도는 거의 같습니다."),
+    "export_gguf_quant": ("GGUF type", "GGUF 형식"),
+    "export_hub": ("Upload to the Hugging Face Hub", "Hugging Face Hub에 올리기"),
+    "export_repo_id": ("Repo id (owner/name)", "저장소 id (소유자/이름)"),
+    "export_token": ("Hugging Face token (write access)", "Hugging Face 토큰 (쓰기 권한)"),
+    "export_token_info": ("Used for this upload only; never saved to disk.",
+                          "이번 업로드에만 쓰며 디스크에 저장하지 않습니다."),
+    "export_what": ("Upload", "올릴 것"),
+    "export_what_adapter": ("Adapter", "어댑터"),
+    "export_what_merged": ("Merged model", "병합 모델"),
+    "export_private": ("Private repo", "비공개 저장소"),
+    "export_push": ("Upload", "올리기"),
+    "export_pushed": ("Uploaded: {url}", "올렸습니다: {url}"),
+    "export_script": ("Python script", "파이썬 스크립트"),
+    "export_script_info": ("The run as one readable Python file (Unsloth + TRL, settings inline, no LoRA Studio "
+                           "needed). Run it from the LoRA Studio folder to train the same run again.",
+                           "이 실행을 읽기 쉬운 파이썬 파일 하나로 (Unsloth + TRL, 설정 포함, LoRA 스튜디오 불필요). "
+                           "LoRA 스튜디오 폴더에서 실행하면 같은 훈련을 다시 합니다."),
+    "export_script_make": ("Make the script", "스크립트 만들기"),
+    "err_export_no_run": ("Choose a run with a saved adapter first.", "먼저 어댑터가 저장된 실행을 고르세요."),
+    "err_export_failed": ("Export failed: {error}", "내보내기 실패: {error}"),
 }
 
 

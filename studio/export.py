@@ -1,0 +1,787 @@
+"""Take a finished run away: the adapter as a zip, a merged 16-bit model, GGUF for llama.cpp/Ollama,
+the Hugging Face Hub, and one Python script that trains the same run without the studio.
+
+Everything lands in runs/<id>/export/. Each function returns what it made, and nothing is ever left
+half-written: files are written under a temporary name in the same folder and renamed at the end
+(a rename is atomic), and the temporary is removed when anything fails.
+
+No gradio here; the Export tab (studio/ui/export_tab.py) only calls these.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from studio import templates
+from studio.config import RunConfig, resolve_path
+
+GGUF_QUANTS = ("f16", "q8_0")
+HUB_WHAT = ("adapter", "merged")
+GGUF_PACKAGE = "gguf==0.19.0"
+# One model-sized job at a time in this process: two clicks must not hold two copies of a model in memory,
+# nor race to replace the same export/merged/ folder.
+_model_jobs = threading.RLock()
+
+
+class ExportError(RuntimeError):
+    """A problem the person can act on; `str()` is the message to show."""
+
+
+# ---------------------------------------------------------------- run folder basics
+
+def export_dir(run_dir: Path) -> Path:
+    path = Path(run_dir) / "export"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_run(run_dir: Path) -> RunConfig:
+    """The run's config, refusing runs without a saved adapter (still training, or failed early)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ExportError(f"{run_dir.name}: not a run folder (no config.yaml)")
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file() or not (adapter / "adapter_model.safetensors").is_file():
+        raise ExportError(f"{run_dir.name}: this run has no saved adapter yet (is it still training, or did it fail?)")
+    return RunConfig.load(run_dir / "config.yaml")
+
+
+def base_model(run_dir: Path, cfg: RunConfig | None = None) -> str:
+    """The base model as something from_pretrained takes: a local folder that exists, or a Hub id.
+
+    config.yaml names it relative to the repo for the bundled model; adapter_config.json stores the
+    absolute path it was at when trained, which breaks when the repo moves. The run's config wins.
+    """
+    cfg = cfg or load_run(run_dir)
+    local = resolve_path(cfg.model.name)
+    if local.is_dir():
+        return str(local)
+    saved = json.loads((Path(run_dir) / "adapter" / "adapter_config.json").read_text()).get(
+        "base_model_name_or_path") or ""
+    if saved and Path(saved).is_dir():
+        return saved
+    return cfg.model.name
+
+
+@contextmanager
+def staged(final: Path, folder: bool = False):
+    """Yield a temporary path beside `final`; on success it replaces `final`, on failure it is removed."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        os.close(fd)
+        tmp = Path(name)
+    tmp.chmod(0o755 if folder else 0o644)  # mkstemp/mkdtemp make them private; exports are ordinary files
+    try:
+        yield tmp
+        if folder and final.exists():  # a folder can't be renamed over a full one: move the old one aside first
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- adapter zip
+
+def zip_adapter(run_dir: Path) -> Path:
+    """export/<run>-adapter.zip: the adapter folder (PEFT files + tokenizer + chat template) and config.yaml."""
+    run_dir = Path(run_dir)
+    load_run(run_dir)
+    final = export_dir(run_dir) / f"{run_dir.name}-adapter.zip"
+    with staged(final) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted((run_dir / "adapter").rglob("*")):
+                if path.is_file():
+                    zf.write(path, f"adapter/{path.relative_to(run_dir / 'adapter')}")
+            zf.write(run_dir / "config.yaml", "config.yaml")
+    return final
+
+
+# ---------------------------------------------------------------- merged 16-bit model
+
+def merged_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "export" / "merged"
+
+
+def merge_16bit(run_dir: Path) -> Path:
+    """export/merged/: base + adapter merged into one 16-bit model that plain transformers loads.
+
+    Unsloth's `save_pretrained_merged(save_method="merged_16bit")` does the merge (on CPU it merges in
+    fp32 and rounds once to bf16); should it be unavailable, PEFT's `merge_and_unload()` does the same.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    final = merged_dir(run_dir)
+    with _model_jobs, staged(final, folder=True) as tmp:
+        try:
+            _merge_with_unsloth(run_dir, cfg, tmp)
+        except (NotImplementedError, AttributeError):
+            for child in tmp.iterdir():  # whatever the failed attempt wrote
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            _merge_with_peft(run_dir, cfg, tmp)
+        if not (tmp / "config.json").is_file() or not list(tmp.glob("*.safetensors")):
+            raise ExportError("the merge wrote no model weights")
+    return final
+
+
+def _adapter_for(run_dir: Path, base: str, work: Path) -> Path:
+    """The adapter folder, or a copy of it that names `base` when adapter_config.json names another path."""
+    adapter = Path(run_dir) / "adapter"
+    conf = json.loads((adapter / "adapter_config.json").read_text())
+    if conf.get("base_model_name_or_path") == base:
+        return adapter
+    copy = work / "adapter"
+    shutil.copytree(adapter, copy)
+    conf["base_model_name_or_path"] = base
+    (copy / "adapter_config.json").write_text(json.dumps(conf, indent=2))
+    return copy
+
+
+def _merge_with_unsloth(run_dir: Path, cfg: RunConfig, out: Path) -> None:
+    import unsloth  # noqa: F401  (patches transformers and PEFT first)
+    import torch
+    from transformers import AutoTokenizer
+    from unsloth import FastLanguageModel
+    with tempfile.TemporaryDirectory() as work:
+        adapter = _adapter_for(run_dir, base_model(run_dir, cfg), Path(work))
+        model, _ = FastLanguageModel.from_pretrained(
+            str(adapter), max_seq_length=cfg.model.max_seq_length,
+            load_in_4bit=cfg.model.load_in_4bit and torch.cuda.is_available())  # CPU merges need 16-bit weights
+        if not hasattr(model, "merge_and_unload"):
+            raise AttributeError("Unsloth did not load the adapter as a PEFT model")
+        tokenizer = AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter"))  # the run's chat template
+        model.save_pretrained_merged(str(out), tokenizer, save_method="merged_16bit")
+        del model
+    import gc
+    gc.collect()  # the app process lives on: give the model's memory back now
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _merge_with_peft(run_dir: Path, cfg: RunConfig, out: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    base = AutoModelForCausalLM.from_pretrained(base_model(run_dir, cfg), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(Path(run_dir) / "adapter")).merge_and_unload()
+    merged = merged.to(torch.bfloat16)  # what "merged_16bit" means in Unsloth too
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter")).save_pretrained(str(out))
+
+
+def _merged_is_current(run_dir: Path) -> bool:
+    folder = merged_dir(run_dir)
+    adapter = Path(run_dir) / "adapter" / "adapter_model.safetensors"
+    return (folder / "config.json").is_file() and (folder / "config.json").stat().st_mtime >= adapter.stat().st_mtime
+
+
+# ---------------------------------------------------------------- GGUF (llama.cpp, Ollama)
+
+# model_type -> (gguf architecture name, tokenizer pre-tokenizer name llama.cpp knows, permute q/k)
+# Llama's q/k rows are stored for HF's rotate_half rope; llama.cpp's Llama graph wants them interleaved.
+GGUF_ARCHES = {
+    "qwen3": ("QWEN3", "qwen2", False),
+    "qwen2": ("QWEN2", "qwen2", False),
+    "llama": ("LLAMA", "llama-bpe", True),
+}
+
+
+def _gguf():
+    try:
+        import gguf
+    except ImportError:
+        raise ExportError(f"GGUF export needs the 'gguf' package (pip install {GGUF_PACKAGE})") from None
+    return gguf
+
+
+def check_gguf_support(config: dict) -> str:
+    """The model_type if this writer converts it, else an ExportError saying what is supported."""
+    model_type = config.get("model_type", "?")
+    arch = (config.get("architectures") or ["?"])[0]
+    if model_type not in GGUF_ARCHES:
+        raise ExportError(f"GGUF export does not support this architecture: {arch} (model_type '{model_type}'); "
+                          f"supported: {', '.join(sorted(GGUF_ARCHES))}. The merged 16-bit model can still be "
+                          "converted with llama.cpp's convert_hf_to_gguf.py.")
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    rope_type = rope.get("rope_type") or rope.get("type") or "default"
+    if rope_type != "default":
+        raise ExportError(f"GGUF export does not support rope scaling '{rope_type}' ({arch}) yet; "
+                          "convert the merged model with llama.cpp's convert_hf_to_gguf.py")
+    return model_type
+
+
+def _local_base_config(run_dir: Path, cfg: RunConfig) -> dict | None:
+    path = Path(base_model(run_dir, cfg)) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def gguf_dir(run_dir: Path, quant: str) -> Path:
+    return Path(run_dir) / "export" / f"gguf-{quant}"
+
+
+def to_gguf(run_dir: Path, quant: str = "q8_0") -> Path:
+    """export/gguf-<quant>/<run>-<quant>.gguf and an Ollama Modelfile beside it.
+
+    Merges first (or reuses an up-to-date export/merged/), then writes the GGUF with the `gguf`
+    package: llama.cpp's tensor names and hyperparameter keys, the tokenizer's vocab, merges and
+    special tokens, and the chat template.
+    """
+    run_dir = Path(run_dir)
+    if quant not in GGUF_QUANTS:
+        raise ExportError(f"unknown GGUF type '{quant}'; choose one of {', '.join(GGUF_QUANTS)}")
+    cfg = load_run(run_dir)
+    _gguf()
+    base_config = _local_base_config(run_dir, cfg)
+    if base_config is not None:  # refuse before spending minutes on a merge
+        check_gguf_support(base_config)
+    folder = gguf_dir(run_dir, quant)
+    final = folder / f"{run_dir.name}-{quant}.gguf"
+    modelfile = folder / "Modelfile"
+    with _model_jobs:
+        if not _merged_is_current(run_dir):
+            merge_16bit(run_dir)
+        with staged(final) as tmp_gguf, staged(modelfile) as tmp_modelfile:
+            write_gguf(merged_dir(run_dir), tmp_gguf, quant, name=cfg.run_name)
+            tmp_modelfile.write_text(ollama_modelfile(final.name, cfg.data.template, merged_dir(run_dir)),
+                                     encoding="utf-8")
+    return final
+
+
+def write_gguf(model_dir: Path, out: Path, quant: str, name: str = "") -> None:
+    """One HF model folder (Qwen3 / Qwen2 / Llama, 16 or 32-bit safetensors) to one GGUF file."""
+    gguf = _gguf()
+    import numpy as np
+    import torch
+    from safetensors import safe_open
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    model_type = check_gguf_support(config)
+    arch_name, pre, permute_qk = GGUF_ARCHES[model_type]
+    arch = getattr(gguf.MODEL_ARCH, arch_name)
+    n_layers = config["num_hidden_layers"]
+    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
+    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
+    rope = config.get("rope_parameters") or {}
+    rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+    name_map = gguf.get_tensor_name_map(arch, n_layers)
+
+    writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[arch])
+    writer.add_name(name or model_dir.name)
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv)
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(float(rope_theta))
+    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
+    writer.add_vocab_size(config["vocab_size"])
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    _add_tokenizer(writer, gguf, model_dir, config["vocab_size"], pre)
+
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards:
+        raise ExportError(f"{model_dir}: no .safetensors weights to convert")
+    seen = set()
+    for shard in shards:
+        with safe_open(str(shard), framework="pt") as f:
+            for key in f.keys():
+                if key.endswith("rotary_emb.inv_freq"):
+                    continue
+                gguf_name = name_map.get_name(key, try_suffixes=(".weight", ".bias"))
+                if gguf_name is None:
+                    raise ExportError(f"GGUF export: no llama.cpp name for tensor '{key}' ({model_type})")
+                data = f.get_tensor(key).to(torch.float32)
+                if permute_qk and key.endswith("q_proj.weight"):
+                    data = _permute(data, n_head, n_head)
+                elif permute_qk and key.endswith("k_proj.weight"):
+                    data = _permute(data, n_head, n_kv)
+                array = data.numpy()
+                if array.ndim == 1 or quant == "f16" or array.shape[-1] % gguf.GGML_QUANT_SIZES[
+                        gguf.GGMLQuantizationType.Q8_0][0]:
+                    # Norms stay f32 (as llama.cpp writes them); rows that don't split into 32-blocks stay f16.
+                    array = array.astype(np.float32 if array.ndim == 1 else np.float16)
+                    writer.add_tensor(gguf_name, array)
+                else:
+                    q = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
+                    writer.add_tensor(gguf_name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                seen.add(gguf_name)
+    if "token_embd.weight" not in seen:
+        raise ExportError("GGUF export: the model has no token embedding tensor")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _permute(weights, n_head: int, n_head_kv: int):
+    """llama.cpp's convert_hf_to_gguf LlamaModel.permute."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def _add_tokenizer(writer, gguf, model_dir: Path, vocab_size: int, pre: str) -> None:
+    """A byte-level BPE vocabulary as llama.cpp's convert_hf_to_gguf `_set_vocab_gpt2` writes it."""
+    from transformers import AutoTokenizer
+    tok_json = model_dir / "tokenizer.json"
+    if not tok_json.is_file() or json.loads(tok_json.read_text()).get("model", {}).get("type") != "BPE":
+        raise ExportError("GGUF export supports byte-level BPE tokenizers (tokenizer.json) only")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    vocab = tokenizer.get_vocab()
+    reverse = {i: t for t, i in vocab.items()}
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in reverse:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif i in added:
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(reverse[i])
+            types.append(gguf.TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
+    if not special.merges:
+        raise ExportError("GGUF export: the tokenizer has no BPE merges")
+    special.add_to_gguf(writer)
+
+
+# ---------------------------------------------------------------- Ollama Modelfile
+
+# Go text/template, as Ollama's own templates for these families. System messages reach a template as
+# .System; every newline below is literal (no {{- -}} trimming next to the turn markers).
+CHATML_OLLAMA = (
+    '{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+    '{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '{{ if eq .Role "user" }}<|im_start|>user\n{{ .Content }}<|im_end|>\n'
+    '{{ if $last }}<|im_start|>assistant\n{{ end }}'
+    '{{ else if eq .Role "assistant" }}<|im_start|>assistant\n{{ .Content }}'
+    '{{ if not $last }}<|im_end|>\n{{ end }}'
+    '{{ end }}{{ end }}')
+LLAMA3_OLLAMA = (
+    '{{ if .System }}<|start_header_id|>system<|end_header_id|>\n\n{{ .System }}<|eot_id|>{{ end }}'
+    '{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '<|start_header_id|>{{ .Role }}<|end_header_id|>\n\n{{ .Content }}'
+    '{{ if or (not $last) (ne .Role "assistant") }}<|eot_id|>{{ end }}'
+    '{{ if and $last (ne .Role "assistant") }}<|start_header_id|>assistant<|end_header_id|>\n\n{{ end }}'
+    '{{ end }}')
+GEMMA3_OLLAMA = (
+    '{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '{{ if eq .Role "user" }}<start_of_turn>user\n{{ if and (eq $i 0) $.System }}{{ $.System }}\n\n{{ end }}'
+    '{{ .Content }}<end_of_turn>\n{{ if $last }}<start_of_turn>model\n{{ end }}'
+    '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}'
+    '{{ if not $last }}<end_of_turn>\n{{ end }}'
+    '{{ end }}{{ end }}')
+# chat template -> (Ollama TEMPLATE, stop strings)
+OLLAMA_TEMPLATES = {
+    "qwen-3": (CHATML_OLLAMA, ["<|im_end|>", "<|im_start|>", "<|endoftext|>"]),
+    "qwen-2.5": (CHATML_OLLAMA, ["<|im_end|>", "<|im_start|>", "<|endoftext|>"]),
+    "chatml": (CHATML_OLLAMA, ["<|im_end|>", "<|im_start|>"]),
+    "llama-3.1": (LLAMA3_OLLAMA, ["<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]),
+    "gemma-3": (GEMMA3_OLLAMA, ["<end_of_turn>"]),
+}
+
+
+def ollama_modelfile(gguf_name: str, template: str, model_dir: Path | None = None) -> str:
+    """An Ollama Modelfile for the GGUF beside it: `ollama create NAME -f Modelfile`."""
+    lines = [f"# Made by LoRA Studio. Import with:  ollama create my-model -f Modelfile",
+             f"FROM ./{gguf_name}", ""]
+    if template in OLLAMA_TEMPLATES:
+        body, stops = OLLAMA_TEMPLATES[template]
+        eos = _eos_token(model_dir) if model_dir else None
+        stops = list(dict.fromkeys(stops + ([eos] if eos else [])))
+        lines.append(f'TEMPLATE """{body}"""')
+        lines += [f'PARAMETER stop "{s}"' for s in stops]
+    else:  # Ollama falls back to the chat template stored in the GGUF's metadata
+        lines.append(f"# No Ollama TEMPLATE is written for the '{template}' chat template: Ollama reads the one "
+                     "stored in the GGUF (tokenizer.chat_template).")
+    return "\n".join(lines) + "\n"
+
+
+def _eos_token(model_dir: Path) -> str | None:
+    try:
+        return json.loads((Path(model_dir) / "tokenizer_config.json").read_text()).get("eos_token") or None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ---------------------------------------------------------------- Hugging Face Hub
+
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", private: bool = True) -> str:
+    """Upload the adapter (or the merged model) to a Hub model repo, in one commit; returns the repo URL.
+
+    The token goes to the Hub client for these two requests only: it is never stored on disk
+    (no login, no git credential) and is masked out of any error message.
+    """
+    run_dir = Path(run_dir)
+    repo_id = (repo_id or "").strip()
+    if what not in HUB_WHAT:
+        raise ExportError(f"unknown upload '{what}'; choose one of {', '.join(HUB_WHAT)}")
+    if not REPO_ID.match(repo_id) or ".." in repo_id:
+        raise ExportError(f"'{repo_id}' is not a Hub repo id (expected owner/name, e.g. alice/my-lora)")
+    if not (token or "").strip():
+        raise ExportError("a Hugging Face token with write access is needed to upload")
+    token = token.strip()
+    load_run(run_dir)
+    if what == "merged":
+        with _model_jobs:
+            if not _merged_is_current(run_dir):
+                merge_16bit(run_dir)
+    folder = Path(run_dir) / "adapter" if what == "adapter" else merged_dir(run_dir)
+    # PEFT's README names the base by its local path, which the Hub refuses as metadata: write our own card.
+    files = [p for p in sorted(folder.rglob("*"))
+             if p.is_file() and not p.name.startswith(".") and p.relative_to(folder).as_posix() != "README.md"]
+    from huggingface_hub import CommitOperationAdd, HfApi
+    ops = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p)) for p in files]
+    ops.append(CommitOperationAdd(path_in_repo="lora_studio_config.yaml",
+                                  path_or_fileobj=str(Path(run_dir) / "config.yaml")))
+    ops.append(CommitOperationAdd(path_in_repo="README.md",
+                                  path_or_fileobj=model_card(run_dir, what).encode("utf-8")))
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=bool(private), repo_type="model", exist_ok=True)
+        api.create_commit(repo_id, operations=ops, repo_type="model",
+                          commit_message=f"LoRA Studio: {what} of run {run_dir.name}")
+    except Exception as exc:  # offline, bad token, no rights: the person's to fix, said plainly
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(token, "***")
+        raise ExportError(f"could not upload to {repo_id}: {text[:300]}") from None
+    return str(url)
+
+
+def model_card(run_dir: Path, what: str) -> str:
+    """README.md for the Hub: what this is, how to load it, the run's settings."""
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    hub_base = not resolve_path(cfg.model.name).is_dir()  # a Hub id, not a folder on this machine
+    meta = ["---"] + ([f"base_model: {cfg.model.name}"] if hub_base else []) + [
+        f"library_name: {'peft' if what == 'adapter' else 'transformers'}",
+        "tags:", "- lora", "- sft", "- unsloth", "- trl", "- lora-studio", "---", ""]
+    if what == "adapter":
+        usage = ("```python\nfrom unsloth import FastLanguageModel\n"
+                 "model, tokenizer = FastLanguageModel.from_pretrained(\"REPO_ID\")  # finds the base model\n```")
+    else:
+        usage = ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n"
+                 "model = AutoModelForCausalLM.from_pretrained(\"REPO_ID\")\n"
+                 "tokenizer = AutoTokenizer.from_pretrained(\"REPO_ID\")  # carries the chat template\n```")
+    kind = "LoRA adapter" if what == "adapter" else "model merged with its LoRA adapter (16-bit)"
+    body = [f"# {cfg.run_name}", "",
+            f"A {kind}, fine-tuned with LoRA Studio (Unsloth + TRL SFTTrainer).", "",
+            f"- base model: `{cfg.model.name}`", f"- chat template: `{cfg.data.template}`",
+            f"- dataset: `{cfg.data.path}` ({cfg.data.source})",
+            f"- LoRA r={cfg.lora.r}, alpha={cfg.lora.lora_alpha}, modules: {', '.join(cfg.lora.target_modules)}",
+            f"- {cfg.train.max_steps} steps, learning rate {cfg.train.learning_rate}, "
+            f"batch {cfg.train.per_device_train_batch_size} x {cfg.train.gradient_accumulation_steps}", "",
+            "The full settings are in `lora_studio_config.yaml`.", "", usage, ""]
+    return "\n".join(meta + body)
+
+
+# ---------------------------------------------------------------- the run as one Python script
+
+def python_script(run_dir: Path) -> str:
+    """export/train_<run>.py: the run's training as one readable file (no studio import). Returns its text."""
+    run_dir = Path(run_dir)
+    cfg = RunConfig.load(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+    if cfg is None:
+        raise ExportError(f"{run_dir.name}: not a run folder (no config.yaml)")
+    text = render_script(cfg, run_dir)
+    final = export_dir(run_dir) / script_name(run_dir)
+    with staged(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return text
+
+
+def script_name(run_dir: Path) -> str:
+    return f"train_{re.sub(r'[^0-9A-Za-z_]', '_', Path(run_dir).name)}.py"
+
+
+def _data_facts(cfg: RunConfig) -> tuple[str, str | None, str]:
+    """(format, conversation column, file extension or 'hub') of the run's dataset, as studio.data sees it."""
+    from studio import data as data_mod
+    d = cfg.data
+    source_path = str(resolve_path(data_mod.BUNDLED_DATA)) if d.source == "bundled" else d.path
+    try:
+        if d.source == "hub":
+            ds = data_mod.load_hub(d.path, d.split)
+            return ds.format, ds.conversation_column, "hub"
+        ds = data_mod.load_file(Path(source_path))
+        return ds.format, ds.conversation_column, Path(source_path).suffix.lower()
+    except data_mod.DataError as exc:
+        raise ExportError(f"the run's dataset can't be read to write the script: {exc}") from None
+
+
+def render_script(cfg: RunConfig, run_dir: Path) -> str:
+    fmt, column, ext = _data_facts(cfg)
+    d, m, lo, t = cfg.data, cfg.model, cfg.lora, cfg.train
+    if d.source == "bundled":
+        from studio.config import BUNDLED_DATA
+        data_location = BUNDLED_DATA
+    else:
+        data_location = d.path
+    if d.template in templates.MARKERS:
+        instruction_part, response_part = templates.MARKERS[d.template]
+    else:  # Unsloth's auto-detection, done here once so the script states the markers it trains with
+        from transformers import AutoTokenizer
+        instruction_part, response_part = templates.markers(
+            AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter")), d.template)
+    gc = {"true": True, "false": False}.get(lo.use_gradient_checkpointing, lo.use_gradient_checkpointing)
+    dtype = "None" if m.dtype == "auto" else f"torch.{m.dtype}"
+    parts = [_SCRIPT_HEAD.format(
+        run=Path(run_dir).name, script=script_name(run_dir), run_name=cfg.run_name, model_name=repr(m.name),
+        max_seq_length=m.max_seq_length,
+        dtype=dtype, load_in_4bit=m.load_in_4bit, r=lo.r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
+        target_modules=repr(list(lo.target_modules)), bias=repr(lo.bias), gc=repr(gc),
+        random_state=lo.random_state, data_location=repr(data_location), split=repr(d.split),
+        max_rows=d.max_rows, template=repr(d.template), responses_only=d.train_on_responses_only,
+        instruction_part=repr(instruction_part), response_part=repr(response_part),
+        max_length=t.max_length, packing=t.packing, batch=t.per_device_train_batch_size,
+        accum=t.gradient_accumulation_steps, warmup=t.warmup_steps, max_steps=t.max_steps,
+        epochs=t.num_train_epochs, lr=repr(t.learning_rate), logging_steps=t.logging_steps, optim=repr(t.optim),
+        weight_decay=t.weight_decay, scheduler=repr(t.lr_scheduler_type), seed=t.seed, save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit)]
+    parts.append(_SCRIPT_MODEL)
+    parts.append(_loader_code(ext, fmt, column))
+    parts.append(_standardize_code(fmt, column))
+    parts.append(_SCRIPT_TRAIN)
+    return "\n".join(parts)
+
+
+_SCRIPT_HEAD = '''\
+"""LoRA fine-tuning of run '{run}' ({run_name}), reproduced outside LoRA Studio.
+
+One file, today's APIs: Unsloth (FastLanguageModel, get_peft_model, get_chat_template,
+train_on_responses_only) and TRL's SFTTrainer. Every setting is inline below.
+
+Run it from the LoRA Studio folder (relative paths such as assets/... are relative to it):
+    python {script}
+The adapter is saved to lora_model/ (change OUTPUT_DIR / ADAPTER_DIR below).
+"""
+# Unsloth patches transformers, TRL and PEFT when imported: it must come first.
+import unsloth  # noqa: F401
+from unsloth import FastLanguageModel
+from unsloth.chat_templates import get_chat_template, train_on_responses_only
+
+import json
+import os
+import random
+
+import torch
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+# ---- Settings (from the run's config.yaml)
+MODEL_NAME = {model_name}  # Hub id or local folder
+MAX_SEQ_LENGTH = {max_seq_length}
+DTYPE = {dtype}  # None = auto (bf16/fp16 on GPU)
+LOAD_IN_4BIT = {load_in_4bit}  # 4-bit needs a GPU; on CPU the model loads in 16 bits
+
+LORA_R = {r}
+LORA_ALPHA = {lora_alpha}
+LORA_DROPOUT = {lora_dropout}
+TARGET_MODULES = {target_modules}
+LORA_BIAS = {bias}
+GRADIENT_CHECKPOINTING = {gc}
+LORA_RANDOM_STATE = {random_state}
+
+DATA = {data_location}
+SPLIT = {split}
+MAX_ROWS = {max_rows}  # 0 = all rows
+CHAT_TEMPLATE = {template}
+TRAIN_ON_RESPONSES_ONLY = {responses_only}
+INSTRUCTION_PART = {instruction_part}
+RESPONSE_PART = {response_part}
+
+MAX_LENGTH = {max_length}
+PACKING = {packing}
+BATCH_SIZE = {batch}
+GRADIENT_ACCUMULATION_STEPS = {accum}
+WARMUP_STEPS = {warmup}
+MAX_STEPS = {max_steps}  # > 0 wins over NUM_TRAIN_EPOCHS
+NUM_TRAIN_EPOCHS = {epochs}
+LEARNING_RATE = {lr}
+LOGGING_STEPS = {logging_steps}
+OPTIM = {optim}
+WEIGHT_DECAY = {weight_decay}
+LR_SCHEDULER = {scheduler}
+SEED = {seed}
+SAVE_STEPS = {save_steps}  # 0 = no checkpoints, only the final adapter
+SAVE_TOTAL_LIMIT = {save_total_limit}
+
+OUTPUT_DIR = os.environ.get("OUTPUT_DIR", "outputs")
+ADAPTER_DIR = os.environ.get("ADAPTER_DIR", "lora_model")
+on_gpu = torch.cuda.is_available()
+'''
+
+_SCRIPT_MODEL = '''\
+# ---- 1. Model, then LoRA adapters on the chosen modules
+model, tokenizer = FastLanguageModel.from_pretrained(
+    MODEL_NAME, max_seq_length=MAX_SEQ_LENGTH, dtype=DTYPE, load_in_4bit=LOAD_IN_4BIT and on_gpu)
+model = FastLanguageModel.get_peft_model(
+    model, r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=LORA_DROPOUT, target_modules=TARGET_MODULES,
+    bias=LORA_BIAS, use_gradient_checkpointing=GRADIENT_CHECKPOINTING, random_state=LORA_RANDOM_STATE)
+tokenizer = get_chat_template(tokenizer, chat_template=CHAT_TEMPLATE)
+
+# ---- 2. Data: load, pick rows, standardize to role/content, render with the chat template
+'''
+
+_LOADERS = {
+    ".jsonl": '''\
+def load_rows():
+    with open(DATA, encoding="utf-8-sig") as f:
+        return [json.loads(line) for line in f if line.strip()]
+''',
+    ".json": '''\
+def load_rows():
+    with open(DATA, encoding="utf-8-sig") as f:
+        data = json.load(f)
+    if isinstance(data, dict):  # {"train": [...]}: the one list inside
+        data = next(v for v in data.values() if isinstance(v, list))
+    return data
+''',
+    ".parquet": '''\
+def load_rows():
+    import pyarrow.parquet as pq
+    return pq.read_table(DATA).to_pylist()
+''',
+    "hub": '''\
+def load_rows():
+    from datasets import load_dataset
+    return load_dataset(DATA, split=SPLIT)
+''',
+}
+
+
+def _loader_code(ext: str, fmt: str, column: str | None) -> str:
+    if ext in _LOADERS:
+        return _LOADERS[ext]
+    if ext == ".csv":
+        json_cells = f'''
+        if isinstance(row.get({column!r}), str) and row[{column!r}].strip().startswith("["):
+            row[{column!r}] = json.loads(row[{column!r}])  # a JSON list inside a CSV cell''' if column else ""
+        return f'''\
+def load_rows():
+    import csv
+    rows = []
+    with open(DATA, encoding="utf-8-sig", newline="") as f:
+        for row in csv.DictReader(f):
+            row = {{k.strip(): v for k, v in row.items()}}
+            if not any((v or "").strip() for v in row.values()):
+                continue{json_cells}
+            rows.append(row)
+    return rows
+'''
+    raise ExportError(f"the script can't read '{ext}' files")
+
+
+def _standardize_code(fmt: str, column: str | None) -> str:
+    if fmt == "alpaca":
+        return '''
+def standardize(row):
+    """Alpaca (instruction, input, output, optional system) -> role/content messages."""
+    messages = []
+    if isinstance(row.get("system"), str) and row["system"].strip():
+        messages.append({"role": "system", "content": row["system"]})
+    extra = row.get("input") or ""
+    user = f"{row['instruction']}\\n\\n{extra}" if extra.strip() else row["instruction"]
+    messages.append({"role": "user", "content": user})
+    messages.append({"role": "assistant", "content": row["output"]})
+    return messages
+'''
+    from studio.data import ROLE_ALIASES
+    role_key, content_key = ("from", "value") if fmt == "sharegpt" else ("role", "content")
+    label = "ShareGPT (from/value)" if fmt == "sharegpt" else "OpenAI (role/content)"
+    return f'''
+ROLES = {ROLE_ALIASES!r}
+
+
+def standardize(row):
+    """{label} messages in column '{column}' -> role/content with roles system/user/assistant."""
+    return [{{"role": ROLES[str(turn[{role_key!r}]).strip().lower()], "content": turn[{content_key!r}]}}
+            for turn in row[{column!r}]]
+'''
+
+
+_SCRIPT_TRAIN = '''
+rows = load_rows()
+n = min(len(rows), MAX_ROWS) if MAX_ROWS else len(rows)
+indices = list(range(n))
+# The studio's row rule: a run that stops after MAX_STEPS sees at most this many rows, picked at random (seeded).
+k = MAX_STEPS * BATCH_SIZE * GRADIENT_ACCUMULATION_STEPS
+if MAX_STEPS > 0 and n > k:
+    indices = sorted(random.Random(SEED).sample(range(n), k))
+texts = [tokenizer.apply_chat_template(standardize(rows[i]), tokenize=False, add_generation_prompt=False)
+         for i in indices]
+dataset = Dataset.from_dict({"text": texts})
+print(f"{len(texts)} training rows (of {n})")
+if os.environ.get("PREPARE_ONLY"):  # check the model and data without training
+    raise SystemExit(0)
+
+# ---- 3. Trainer (loss on the responses only)
+trainer = SFTTrainer(
+    model=model,
+    processing_class=tokenizer,
+    train_dataset=dataset,
+    args=SFTConfig(
+        output_dir=OUTPUT_DIR,
+        dataset_text_field="text",
+        max_length=MAX_LENGTH,
+        packing=PACKING,
+        per_device_train_batch_size=BATCH_SIZE,
+        gradient_accumulation_steps=GRADIENT_ACCUMULATION_STEPS,
+        warmup_steps=WARMUP_STEPS,
+        max_steps=MAX_STEPS if MAX_STEPS > 0 else -1,
+        num_train_epochs=NUM_TRAIN_EPOCHS,
+        learning_rate=LEARNING_RATE,
+        logging_steps=LOGGING_STEPS,
+        # bitsandbytes' 8-bit optimizers need a GPU
+        optim="adamw_torch" if not on_gpu and "8bit" in OPTIM else OPTIM,
+        weight_decay=WEIGHT_DECAY,
+        lr_scheduler_type=LR_SCHEDULER,
+        seed=SEED,
+        save_strategy="steps" if SAVE_STEPS > 0 else "no",
+        save_steps=SAVE_STEPS if SAVE_STEPS > 0 else 500,
+        save_total_limit=SAVE_TOTAL_LIMIT,
+        report_to="none",
+        dataset_num_proc=1,
+    ),
+)
+if TRAIN_ON_RESPONSES_ONLY:
+    trainer = train_on_responses_only(trainer, instruction_part=INSTRUCTION_PART, response_part=RESPONSE_PART)
+stats = trainer.train()
+print(stats)
+
+# ---- 4. Save the adapter and the tokenizer with its chat template
+model.save_pretrained(ADAPTER_DIR)
+tokenizer.save_pretrained(ADAPTER_DIR)
+if os.environ.get("LOG_HISTORY_JSON"):  # the per-step losses, for comparing runs
+    with open(os.environ["LOG_HISTORY_JSON"], "w") as f:
+        json.dump(trainer.state.log_history, f)
+'''

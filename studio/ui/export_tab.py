@@ -1,0 +1,147 @@
+"""Export: take a trained run away as an adapter zip, a merged model, GGUF for llama.cpp/Ollama,
+a Hugging Face Hub repo, or one Python script that trains it again."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from studio import export, runs
+from studio.ui.i18n import t
+
+
+@dataclass
+class ExportTab:
+    run: gr.Dropdown
+    refresh: gr.Button
+    adapter_button: gr.Button
+    adapter_file: gr.File
+    merged_button: gr.Button
+    merged_files: gr.File
+    gguf_quant: gr.Radio
+    gguf_button: gr.Button
+    gguf_files: gr.File
+    repo_id: gr.Textbox
+    token: gr.Textbox
+    private: gr.Checkbox
+    what: gr.Radio
+    push_button: gr.Button
+    push_result: gr.Markdown
+    script_button: gr.Button
+    script_code: gr.Code
+    script_file: gr.File
+
+
+def run_choices() -> list[tuple[str, str]]:
+    """Runs that have a saved adapter, newest first (list_runs' order)."""
+    return [(f"{r['id']} · {r['state']} · loss {r['train_loss']:.3f}" if r.get("train_loss") else r["id"], r["id"])
+            for r in runs.list_runs() if r["has_adapter"]]
+
+
+def refresh_runs() -> gr.Dropdown:
+    """The run list again (a run finished since the page loaded), the newest selected."""
+    choices = run_choices()
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+
+def build(I) -> ExportTab:
+    gr.Markdown(I("export_intro"))
+    with gr.Row():
+        opts = run_choices()
+        run = gr.Dropdown(opts, value=opts[0][1] if opts else None, label=I("export_run"), scale=4,
+                          elem_id="export-run", allow_custom_value=True)  # runs made after the page loaded
+        refresh = gr.Button(I("refresh"), scale=1)
+    with gr.Row(equal_height=False):
+        with gr.Column():
+            gr.Markdown(I("export_adapter_info"))
+            adapter_button = gr.Button(I("export_adapter"), elem_id="export-adapter")
+            adapter_file = gr.File(label=I("export_download"), interactive=False, height=140)
+        with gr.Column():
+            gr.Markdown(I("export_merged_info"))
+            merged_button = gr.Button(I("export_merged"), elem_id="export-merged")
+            merged_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
+        with gr.Column():
+            gr.Markdown(I("export_gguf_info"))
+            gguf_quant = gr.Radio(list(export.GGUF_QUANTS), value="q8_0", label=I("export_gguf_quant"))
+            gguf_button = gr.Button(I("export_gguf"), elem_id="export-gguf")
+            gguf_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
+    with gr.Accordion(I("export_hub"), open=False):
+        with gr.Row():
+            repo_id = gr.Textbox(label=I("export_repo_id"), placeholder="your-name/my-lora", scale=3)
+            token = gr.Textbox(label=I("export_token"), info=I("export_token_info"), type="password", scale=3)
+        with gr.Row():
+            what = gr.Radio([(I("export_what_adapter"), "adapter"), (I("export_what_merged"), "merged")],
+                            value="adapter", label=I("export_what"))
+            private = gr.Checkbox(value=True, label=I("export_private"))
+            push_button = gr.Button(I("export_push"), variant="primary", elem_id="export-push")
+        push_result = gr.Markdown()
+    with gr.Accordion(I("export_script"), open=False):
+        gr.Markdown(I("export_script_info"))
+        script_button = gr.Button(I("export_script_make"), elem_id="export-script")
+        script_code = gr.Code(language="python", interactive=False, label="train.py", max_lines=40)
+        script_file = gr.File(label=I("export_download"), interactive=False, height=100)
+    return ExportTab(run, refresh, adapter_button, adapter_file, merged_button, merged_files, gguf_quant, gguf_button,
+                     gguf_files, repo_id, token, private, what, push_button, push_result, script_button, script_code,
+                     script_file)
+
+
+def _run_dir(run_id: str, request) -> Path:
+    if not run_id:
+        raise gr.Error(t("err_export_no_run", request))
+    try:
+        return runs.resolve_run(run_id)  # refuses anything outside runs/
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from None
+
+
+def _do(request, action, *args):
+    """Run one export; its problems become a gr.Error the person can read."""
+    try:
+        return action(*args)
+    except export.ExportError as exc:
+        raise gr.Error(str(exc)) from None
+    except Exception as exc:  # out of memory, disk full, a library's complaint: said, not a dead page
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise gr.Error(t("err_export_failed", request, error=f"{type(exc).__name__}: {first[:300]}")) from None
+
+
+def export_adapter(run_id: str, request: gr.Request = None) -> str:
+    """The adapter folder and config.yaml as one zip."""
+    return str(_do(request, export.zip_adapter, _run_dir(run_id, request)))
+
+
+def export_merged(run_id: str, request: gr.Request = None) -> list[str]:
+    """The merged 16-bit model's files (config, safetensors, tokenizer with the chat template)."""
+    folder = _do(request, export.merge_16bit, _run_dir(run_id, request))
+    return [str(p) for p in sorted(folder.iterdir()) if p.is_file()]
+
+
+def export_gguf(run_id: str, quant: str = "q8_0", request: gr.Request = None) -> list[str]:
+    """A GGUF file and the Ollama Modelfile beside it."""
+    path = _do(request, export.to_gguf, _run_dir(run_id, request), quant)
+    return [str(path), str(path.parent / "Modelfile")]
+
+
+def push_to_hub(run_id: str, repo_id: str, token: str, private: bool = True, what: str = "adapter",
+                request: gr.Request = None) -> str:
+    """Upload to the Hub; the token is used for this upload only and never saved."""
+    url = _do(request, export.push_to_hub, _run_dir(run_id, request), repo_id, token, what, bool(private))
+    return t("export_pushed", request, url=url)
+
+
+def export_script(run_id: str, request: gr.Request = None) -> tuple[str, str]:
+    """The run as one Python file: its text, and the file to download."""
+    run_dir = _run_dir(run_id, request)
+    text = _do(request, export.python_script, run_dir)
+    return text, str(run_dir / "export" / export.script_name(run_dir))
+
+
+def wire(tab: ExportTab) -> None:
+    tab.refresh.click(refresh_runs, None, tab.run, api_visibility="private")
+    tab.adapter_button.click(export_adapter, tab.run, tab.adapter_file, api_name="export_adapter")
+    tab.merged_button.click(export_merged, tab.run, tab.merged_files, api_name="export_merged")
+    tab.gguf_button.click(export_gguf, [tab.run, tab.gguf_quant], tab.gguf_files, api_name="export_gguf")
+    tab.push_button.click(push_to_hub, [tab.run, tab.repo_id, tab.token, tab.private, tab.what], tab.push_result,
+                          api_name="push_to_hub")
+    tab.script_button.click(export_script, tab.run, [tab.script_code, tab.script_file], api_name="export_script")
