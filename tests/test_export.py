@@ -10,18 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, start_run, wait_for
 from studio import export, runs
 from studio.config import RunConfig
 
-STEPS, ROWS = 30, 240  # rows = steps * batch 8: every row is seen once, whatever the worker's row rule
+STEPS, ROWS = 30, 0  # all 600 rows of the sample: the worker and the script each pick 30 x 8 by the row rule
 TOKEN = "hf_TestToken0123456789"
 MESSAGES = [{"role": "user", "content": "What is 7 + 5? And what is France's tallest tower called?"},
             {"role": "assistant", "content": "12. It is the Eiffel Tower."}]
@@ -33,24 +32,12 @@ GGUF_Q8_REL_TOL = 0.025  # q8_0 GGUF vs the merged model: measured 0.0089 (0.012
 SCRIPT_LOSS_TOL = 1e-4  # the exported script's per-step loss vs the worker's: measured 0.0
 
 
-def wait_for(run_dir, timeout=900):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        runs.reap()
-        status = runs.read_status(run_dir)
-        if status.get("state") in runs.FINAL_STATES:
-            return status
-        time.sleep(0.5)
-    raise AssertionError(f"run did not finish: {runs.read_status(run_dir)}\n{runs.log_tail(run_dir, 40)}")
-
-
 @pytest.fixture(scope="module")
 def trained_run(runs_dir):
     cfg = RunConfig(run_name="export-test")
     cfg.train.max_steps, cfg.data.max_rows = STEPS, ROWS
-    run_dir = runs.create_run(cfg)
-    runs.start_worker(run_dir)
-    status = wait_for(run_dir)
+    run_dir = start_run(cfg)
+    status = wait_for(run_dir, timeout=900)
     assert status["state"] == "completed", runs.log_tail(run_dir, 40)
     return run_dir
 
@@ -445,7 +432,7 @@ def test_script_reproduces_the_workers_loss_curve(trained_run, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"{ROWS} training rows (of {ROWS})" in proc.stdout
+    assert f"{STEPS * 8} training rows (of 600)" in proc.stdout, proc.stdout[-2000:]
     script_losses = [e["loss"] for e in json.loads(history.read_text()) if "loss" in e]
     tail = runs.MetricsTail(trained_run / "metrics.jsonl")
     tail.read_new()
@@ -478,7 +465,7 @@ def export_client():
 
 def test_tab_refuses_a_run_outside_runs(export_client):
     for api in ("/export_adapter", "/export_merged", "/export_script"):
-        with pytest.raises(Exception, match="no such run: '../etc'"):
+        with pytest.raises(Exception, match=r"No such run: ../etc"):
             export_client.predict("../etc", api_name=api)
     with pytest.raises(Exception, match="Choose a run with a saved adapter first"):
         export_client.predict("", "q8_0", api_name="/export_gguf")
@@ -487,7 +474,8 @@ def test_tab_refuses_a_run_outside_runs(export_client):
 @pytest.mark.slow
 def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_light):
     from studio.ui import export_tab
-    ids = [value for _, value in export_tab.run_choices()]
+    from studio.auth import LOCAL
+    ids = [value for _, value in export_tab.run_choices(LOCAL)]
     assert trained_run_light.name in ids and trained_run.name in ids
     assert ids.index(trained_run_light.name) < ids.index(trained_run.name)  # the newer one first
     assert all((runs.runs_root() / i / "adapter" / "adapter_config.json").is_file() for i in ids)

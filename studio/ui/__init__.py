@@ -7,7 +7,7 @@ import gradio as gr
 
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import api, chat_tab, dataset_tab, model_tab, runs_tab, template_tab, train_tab
+from studio.ui import api, chat_tab, dataset_tab, export_tab, model_tab, runs_tab, template_tab, train_tab
 from studio.ui.i18n import i18n, t
 
 CSS_PATH = REPO_ROOT / "assets" / "studio.css"
@@ -48,6 +48,8 @@ def build_app() -> gr.Blocks:
                 chat = chat_tab.build(I, cfg)
             with gr.Tab(I("tab_runs"), id="runs") as runs_page:
                 history = runs_tab.build(I)
+            with gr.Tab(I("tab_export"), id="export") as export_page:
+                exports = export_tab.build(I)
 
         # The form: each config.yaml field and the one component that edits it.
         fields = {**model.config_fields(), **dataset.config_fields(), **template.config_fields(),
@@ -61,6 +63,8 @@ def build_app() -> gr.Blocks:
         train_tab.wire(train, keys, form, model.token, browser_run)
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
+        export_tab.wire(exports)
+        export_page.select(export_tab.refresh_runs, None, exports.run, api_visibility="private")
         api.register()
         template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import export, runs
-from studio.ui.i18n import t
+from studio import auth, export, jobs
+from studio.ui.i18n import refusal, t
 
 
 @dataclass
@@ -33,24 +33,24 @@ class ExportTab:
     script_file: gr.File
 
 
-def run_choices() -> list[tuple[str, str]]:
-    """Runs that have a saved adapter, newest first (list_runs' order)."""
-    return [(f"{r['id']} · {r['state']} · loss {r['train_loss']:.3f}" if r.get("train_loss") else r["id"], r["id"])
-            for r in runs.list_runs() if r["has_adapter"]]
+def run_choices(user=None, request=None) -> list[tuple[str, str]]:
+    """This person's runs that have a saved adapter, newest first."""
+    return [(f"{r['id']} · {t('state_' + r['state'], request)}" +
+             (f" · loss {r['train_loss']:.3f}" if r.get("train_loss") else ""), r["id"])
+            for r in (jobs.visible_runs(user) if user else []) if r["has_adapter"]]
 
 
-def refresh_runs() -> gr.Dropdown:
+def refresh_runs(request: gr.Request = None) -> gr.Dropdown:
     """The run list again (a run finished since the page loaded), the newest selected."""
-    choices = run_choices()
+    choices = run_choices(auth.user_from_request(request), request)
     return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
 
 def build(I) -> ExportTab:
     gr.Markdown(I("export_intro"))
     with gr.Row():
-        opts = run_choices()
-        run = gr.Dropdown(opts, value=opts[0][1] if opts else None, label=I("export_run"), scale=4,
-                          elem_id="export-run", allow_custom_value=True)  # runs made after the page loaded
+        run = gr.Dropdown([], label=I("export_run"), scale=4, elem_id="export-run",
+                          allow_custom_value=True)  # filled per person; a typed id meets the owner check
         refresh = gr.Button(I("refresh"), scale=1)
     with gr.Row(equal_height=False):
         with gr.Column():
@@ -90,9 +90,9 @@ def _run_dir(run_id: str, request) -> Path:
     if not run_id:
         raise gr.Error(t("err_export_no_run", request))
     try:
-        return runs.resolve_run(run_id)  # refuses anything outside runs/
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from None
+        return jobs.open_run(run_id, auth.user_from_request(request))  # only the person's own runs
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
 
 
 def _do(request, action, *args):
