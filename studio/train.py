@@ -25,7 +25,7 @@ from unsloth.chat_templates import train_on_responses_only
 import torch
 from transformers import TrainerCallback
 
-from studio import data as data_mod, templates
+from studio import data as data_mod, distributed as dist, templates
 from studio.config import RunConfig, resolve_path
 from studio.runs import last_checkpoint, read_status, write_json_atomic
 
@@ -37,26 +37,36 @@ class RunFiles:
 
     def __init__(self, run_dir: Path):
         self.dir = run_dir
+        self.writer = dist.is_main()  # dist: under torchrun only global rank 0 writes the run's files
         self.status = read_status(run_dir) if (run_dir / "status.json").exists() else {}
         self.status.update(pid=os.getpid())
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if dist.under_launcher():  # dist: torchrun (the parent) is the job; kill_job(launcher_pid) ends every rank
+            self.status.update(launcher_pid=os.getppid(), world_size=dist.world_size())
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.writer else None
+        if self.writer:
+            (run_dir / "failed_rank").unlink(missing_ok=True)  # dist: a previous attempt's marker
 
     def event(self, kind: str, **fields) -> None:
+        if not self.writer:
+            return
         fields = {"event": kind, "time": round(time.time(), 3), **fields}
         self.metrics.write(json.dumps(fields, ensure_ascii=False) + "\n")
         self.metrics.flush()  # the UI polls this file: every line must be visible at once
 
     def set(self, **fields) -> None:
         self.status.update(fields, updated_at=time.time())
+        if not self.writer or (self.dir / "failed_rank").exists():  # dist: a crashed rank's report wins
+            return
         write_json_atomic(self.dir / "status.json", self.status)
 
 
 def memory_figures(start_reserved_gb: float) -> dict:
     """The chapter's memory cell: peak reserved, the part used by training, % of the card."""
     if torch.cuda.is_available():
-        total = torch.cuda.get_device_properties(0).total_memory / GIB
-        peak = torch.cuda.max_memory_reserved() / GIB
-        return {"device": "cuda", "gpu_name": torch.cuda.get_device_name(0), "total_gb": round(total, 3),
+        dev = torch.cuda.current_device()  # dist: cuda:LOCAL_RANK (set_device at start)
+        total = torch.cuda.get_device_properties(dev).total_memory / GIB
+        peak = torch.cuda.max_memory_reserved(dev) / GIB
+        return {"device": "cuda", "gpu_name": torch.cuda.get_device_name(dev), "total_gb": round(total, 3),
                 "peak_reserved_gb": round(peak, 3), "peak_training_gb": round(peak - start_reserved_gb, 3),
                 "peak_pct": round(100 * peak / total, 3),
                 "training_pct": round(100 * (peak - start_reserved_gb) / total, 3)}
@@ -72,6 +82,10 @@ class StudioCallback(TrainerCallback):
         self.t0 = time.time()
         self.last_tokens, self.last_time = 0, None
         self.fault_step = int(os.environ.get("STUDIO_FAULT_AT_STEP", "0"))  # tests provoke a crash here
+        fault_rank = os.environ.get("STUDIO_FAULT_RANK")  # dist: ...on this rank only
+        if fault_rank is not None and int(fault_rank) != dist.rank():
+            self.fault_step = 0
+        self.stopped = False
 
     def on_train_begin(self, args, state, control, **kw):
         self.last_time = time.time()
@@ -87,7 +101,8 @@ class StudioCallback(TrainerCallback):
         stopping = self.files.status.get("state") == "stopping"
         self.files.set(state="stopping" if stopping else "running", step=state.global_step,
                        max_steps=state.max_steps, elapsed_s=round(elapsed, 2))
-        if (self.files.dir / "STOP").exists():
+        if dist.agree_to_stop((self.files.dir / "STOP").exists()):  # dist: rank 0 decides, all stop together
+            self.stopped = True
             self.files.set(state="stopping")
             control.should_save = True  # a checkpoint to resume from
             control.should_training_stop = True
@@ -104,6 +119,8 @@ class StudioCallback(TrainerCallback):
             rate = (tokens - self.last_tokens) / max(1e-6, now - self.last_time)
         self.last_tokens, self.last_time = tokens, now
         keep = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+        if dist.world_size() > 1:  # dist: peak memory of every GPU (rank order), gathered on every rank
+            keep["memory_per_gpu_gb"] = dist.max_memory_per_rank()
         self.files.event("log", step=state.global_step, max_steps=state.max_steps, tokens_seen=tokens,
                          tokens_per_s=round(rate, 1) if rate else None, elapsed_s=round(now - self.t0, 2),
                          **keep, **memory_figures(self.start_reserved_gb))
@@ -127,9 +144,9 @@ def count_tokens_lazily(trainer) -> None:
             n = inputs["input_ids"].numel()
         pending[:] = [pending[0] + n] if pending else [n]
 
-    def fold():
-        if pending:
-            trainer.state.num_input_tokens_seen += int(pending.pop())
+    def fold():  # dist: every rank logs and saves at the same steps, so the sum is one all_reduce per log
+        mine = pending.pop() if pending else 0
+        trainer.state.num_input_tokens_seen += int(dist.sum_across_ranks(mine))
 
     log, save = trainer.log, trainer._save_checkpoint
     trainer._track_num_input_tokens = track
@@ -175,6 +192,7 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool):
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
         report_to="none",
         dataset_num_proc=1,
+        ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # dist: no graph walk per step
     )
 
 
@@ -182,6 +200,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
     files = RunFiles(run_dir)
     files.set(state="starting", resume=resume)
     cfg = RunConfig.load(run_dir / "config.yaml")
+    dist.setup_device()  # dist: cuda:LOCAL_RANK (Unsloth loads onto it under torchrun)
     on_gpu = torch.cuda.is_available()
 
     # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules.
@@ -227,9 +246,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
     stats = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # 4. Save: the adapter (and tokenizer with its template), and the chapter's summary figures.
-    stopped = (run_dir / "STOP").exists()
-    model.save_pretrained(str(run_dir / "adapter"))
-    tokenizer.save_pretrained(str(run_dir / "adapter"))
+    stopped = callback.stopped  # dist: the agreed answer, the same on every rank
+    model.save_pretrained(str(run_dir / "adapter"), is_main_process=dist.is_main())  # dist: collective under FSDP2
+    if dist.is_main():
+        tokenizer.save_pretrained(str(run_dir / "adapter"))
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),
                "train_loss": stats.metrics.get("train_loss"), "step": trainer.state.global_step,
                **memory_figures(start_reserved)}
@@ -263,11 +283,21 @@ def main(argv=None) -> int:
         status.update(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
                       traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(), pid=os.getpid(),
                       resumable=last_checkpoint(run_dir) is not None)
-        write_json_atomic(run_dir / "status.json", status)
+        first = True
+        if dist.world_size() > 1:  # dist: the first rank to fail reports (the others fail because it left)
+            status.update(failed_rank=dist.rank(), world_size=dist.world_size())
+            try:
+                fd = os.open(run_dir / "failed_rank", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(dist.rank()).encode())
+                os.close(fd)
+            except FileExistsError:
+                first = False
+        if first:
+            write_json_atomic(run_dir / "status.json", status)
     finally:
-        try:  # release the one-job lock if it is ours
+        try:  # release the one-job lock if it is ours (dist: rank 0's, or the failing rank's)
             lock = run_dir.parent / ".lock"
-            if lock.read_text().strip() == run_dir.name:
+            if (dist.is_main() or code != 0) and lock.read_text().strip() == run_dir.name:
                 lock.unlink()
         except OSError:
             pass

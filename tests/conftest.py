@@ -33,3 +33,7 @@ def launch_app():
     kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
     demo.queue().launch(**kwargs)
     return demo
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains a model or takes more than 5 s")

@@ -1,0 +1,287 @@
+"""Several processes through torchrun (studio/distributed.py and the rank-aware worker).
+
+The slow tests launch the real worker with the real launch command on the CPU: two processes, gloo,
+the bundled tiny model (Unsloth's CPU fallback runs DDP through accelerate's MULTI_CPU).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from studio import distributed as dist
+from studio.config import REPO_ROOT, RunConfig
+from studio.distributed import DistributedConfig
+
+
+# ---------------------------------------------------------------- config and validation
+
+def test_config_round_trip_and_coercion():
+    cfg = DistributedConfig.from_dict({"gpus": "2", "strategy": "fsdp2", "nodes": 2, "node_rank": "1",
+                                       "rdzv_endpoint": " 10.0.0.5:29400 "})
+    assert cfg == DistributedConfig(2, "fsdp2", 2, 1, "10.0.0.5:29400")
+    assert DistributedConfig.from_dict(cfg.to_dict()) == cfg
+    assert DistributedConfig.from_dict(None) == DistributedConfig()
+    with pytest.raises(ValueError, match="distributed.gpu"):
+        DistributedConfig.from_dict({"gpu": 2})
+    with pytest.raises(ValueError, match="'distributed.nodes' must be a int"):
+        DistributedConfig.from_dict({"nodes": "two"})
+
+
+@pytest.mark.parametrize("cfg, visible, codes", [
+    (DistributedConfig(), 0, []),
+    (DistributedConfig(gpus=4), 4, []),
+    (DistributedConfig(gpus=-1), 4, [("gpus", "err_dist_gpus")]),
+    (DistributedConfig(gpus=8), 4, [("gpus", "err_dist_gpus_visible")]),
+    (DistributedConfig(strategy="zero3"), 2, [("strategy", "err_dist_strategy")]),
+    (DistributedConfig(gpus=2, nodes=0), 2, [("nodes", "err_dist_nodes")]),
+    (DistributedConfig(gpus=2, nodes=2, node_rank=2), 2, [("node_rank", "err_dist_node_rank")]),
+    (DistributedConfig(gpus=0, nodes=2), 2, [("gpus", "err_dist_gpus_nodes")]),
+    (DistributedConfig(gpus=2, nodes=2, rdzv_endpoint="10.0.0.5"), 2, [("rdzv_endpoint", "err_dist_endpoint")]),
+    (DistributedConfig(gpus=2, nodes=2, rdzv_endpoint="host:70000"), 2, [("rdzv_endpoint", "err_dist_endpoint")]),
+    (DistributedConfig(gpus=2, nodes=2, rdzv_endpoint="[::1]:29500"), 2, []),
+])
+def test_validate_returns_message_codes(cfg, visible, codes):
+    assert dist.validate(cfg, visible) == codes
+    for _, code in codes:
+        en, ko = dist.MESSAGES[code]
+        assert en and ko
+
+
+def test_visible_gpus_follows_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi: the variable alone decides
+    for value, n in [("0,1", 2), ("", 0), ("-1", 0), ("1,-1,2", 1), ("GPU-aaaa,GPU-bbbb,GPU-cccc", 3)]:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+        assert dist.visible_gpus() == n, value
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert dist.visible_gpus() == 0
+
+
+def test_world_plan():
+    assert dist.world_plan(DistributedConfig(), visible=0).world_size == 1  # CPU-only: one process
+    p = dist.world_plan(DistributedConfig(), visible=4)
+    assert (p.nproc_per_node, p.nodes, p.world_size, p.distributed) == (4, 1, 4, True)
+    p = dist.world_plan(DistributedConfig(gpus=2, nodes=3), visible=8)
+    assert (p.nproc_per_node, p.world_size) == (2, 6)
+
+
+# ---------------------------------------------------------------- launch commands
+
+PY = "/opt/env/bin/python"  # no torchrun next to it: the `python -m torch.distributed.run` form
+
+
+def test_one_process_is_the_plain_worker():
+    cmd = dist.launch_command(DistributedConfig(gpus=1), "/runs/r1", python=PY)
+    assert cmd == [PY, "-m", "studio.train", "/runs/r1"]
+    assert dist.launch_command(DistributedConfig(), "/runs/r1", resume=True, python=PY, visible=1)[-1] == "--resume"
+    assert dist.launch_env(DistributedConfig(gpus=1, strategy="fsdp2")) == {}
+
+
+def test_one_node_several_gpus():
+    cmd = dist.launch_command(DistributedConfig(), "/runs/r1", python=PY, visible=4)
+    assert cmd == [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "4",
+                   "--max-restarts", "0", "-m", "studio.train", "/runs/r1"]
+    assert dist.launch_command(DistributedConfig(gpus=2), "/runs/r1", True, python=PY)[-3:] == [
+        "studio.train", "/runs/r1", "--resume"]
+
+
+def test_venv_torchrun_is_used_when_present():
+    cmd = dist.launch_command(DistributedConfig(gpus=2), "/runs/r1", python=sys.executable)
+    assert cmd[0] == str(Path(sys.executable).parent / "torchrun")
+
+
+def test_several_nodes_use_the_static_rendezvous_at_node_0():
+    cfg = DistributedConfig(gpus=8, nodes=2, node_rank=0, rdzv_endpoint="10.0.0.5:29400")
+    cmd = dist.launch_command(cfg, "/runs/r1", python=PY)
+    assert cmd[3:] == ["--nnodes", "2", "--nproc-per-node", "8", "--node-rank", "0", "--rdzv-backend", "static",
+                       "--rdzv-endpoint", "10.0.0.5:29400", "--rdzv-id", "r1", "--max-restarts", "0",
+                       "-m", "studio.train", "/runs/r1"]
+    other = dist.launch_command(cfg, "/runs/r1", python=PY, node_rank=1)
+    assert other[other.index("--node-rank") + 1] == "1"
+
+
+def test_launch_env():
+    assert dist.launch_env(DistributedConfig(gpus=2)) == {"STUDIO_NODE_RANK": "0"}
+    assert dist.launch_env(DistributedConfig(gpus=2, strategy="fsdp2")) == {
+        "UNSLOTH_FSDP2": "1", "UNSLOTH_FSDP2_SHARDED_LOAD": "1", "STUDIO_NODE_RANK": "0"}
+    # sharded loading reads 16-bit checkpoints only
+    assert "UNSLOTH_FSDP2_SHARDED_LOAD" not in dist.launch_env(DistributedConfig(gpus=2, strategy="fsdp2"),
+                                                               load_in_4bit=True)
+
+
+def test_node_commands_text_has_every_node():
+    cfg = DistributedConfig(gpus=4, strategy="fsdp2", nodes=3, rdzv_endpoint="10.0.0.5:29400")
+    text = dist.node_commands_text(cfg, "/shared/runs/r1", repo_root="/srv/lora studio", python=PY)
+    for r in range(3):
+        assert f"Node {r}" in text
+        assert f"--node-rank {r} " in text
+    assert text.count("UNSLOTH_FSDP2=1 UNSLOTH_FSDP2_SHARDED_LOAD=1 STUDIO_NODE_RANK=") == 3
+    assert "STUDIO_NODE_RANK=2 " in text
+    assert "cd '/srv/lora studio' && " in text  # quoted for the shell
+    assert "shared filesystem" in text and "config.yaml" in text and "10.0.0.5:29400" in text
+    assert "3 nodes x 4 GPUs = 12 processes" in text
+    assert "reachable only from this machine" not in text
+    local = dist.node_commands_text(DistributedConfig(gpus=1, nodes=2), "/r", python=PY)
+    assert "127.0.0.1 is reachable only from this machine" in local
+    single = dist.node_commands_text(DistributedConfig(gpus=2), "/r", python=PY)
+    assert "--standalone" in single and "Node 1" not in single
+
+
+def test_kill_job_ends_processes_in_other_sessions():
+    """torchrun puts each rank in its own session: killing the launcher's group alone would leave them."""
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "kids = [subprocess.Popen(['sleep', '300'], start_new_session=True) for _ in range(2)]\n"
+                               "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+                               "time.sleep(300)\n"], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    kids = [int(x) for x in parent.stdout.readline().split()]
+    assert sorted(dist.descendants(parent.pid)) == sorted(kids)
+    victims = dist.kill_job(parent.pid)
+    parent.wait(timeout=10)
+    assert set(kids) | {parent.pid} <= set(victims)
+    assert dist.wait_for_exit(kids, 10)
+
+
+def test_rank_helpers_outside_torchrun(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert (dist.rank(), dist.local_rank(), dist.world_size(), dist.is_main(), dist.under_launcher()) == (
+        0, 0, 1, True, False)
+    assert dist.sum_across_ranks(7) == 7 and dist.agree_to_stop(True) and not dist.agree_to_stop(False)
+    assert len(dist.max_memory_per_rank()) == 1
+    monkeypatch.setenv("RANK", "3")
+    assert not dist.is_main()
+
+
+# ---------------------------------------------------------------- the real thing, on the CPU
+
+def make_run(runs_dir, steps=6, micro_batch=4, accum=1):
+    from studio.runs import create_run
+    cfg = RunConfig()
+    cfg.run_name = "dist"
+    cfg.train.max_steps, cfg.data.max_rows = steps, 64
+    cfg.train.per_device_train_batch_size, cfg.train.gradient_accumulation_steps = micro_batch, accum
+    return create_run(cfg)
+
+
+def launch(run_dir, dcfg, extra_env=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **dist.launch_env(dcfg), **(extra_env or {})}
+    log = open(run_dir / "worker.log", "ab")
+    proc = subprocess.Popen(dist.launch_command(dcfg, run_dir), cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    return proc
+
+
+def events(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def finish(proc, timeout=240):
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        dist.kill_job(proc.pid)
+        raise
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(runs_dir):
+    run_dir = make_run(runs_dir)
+    proc = launch(run_dir, DistributedConfig(gpus=2))
+    rc = finish(proc)
+    log = (run_dir / "worker.log").read_text(errors="replace")
+    assert rc == 0, log[-3000:]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed", status
+    assert status["world_size"] == 2 and status["launcher_pid"] == proc.pid and status["pid"] != proc.pid
+    evs = events(run_dir)
+    kinds = [e["event"] for e in evs]
+    # rank 0 alone wrote: every one-off event once, one log line per step
+    for once in ("model", "dataset", "memory_start", "train_begin", "end"):
+        assert kinds.count(once) == 1, kinds
+    logs = [e for e in evs if e["event"] == "log"]
+    assert [e["step"] for e in logs] == list(range(1, 7))
+    assert all(len(e["memory_per_gpu_gb"]) == 2 and min(e["memory_per_gpu_gb"]) > 0 for e in logs)
+    assert logs[-1]["epoch"] == pytest.approx(2 * 4 * 6 / 64)  # each rank took its own half of the rows
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert not (run_dir / "failed_rank").exists()
+    # the same run in one process with the same effective batch (4 x 2 accumulation) computes the same steps
+    ref = make_run(runs_dir, micro_batch=4, accum=2)
+    assert finish(launch(ref, DistributedConfig(gpus=1))) == 0
+    ref_logs = [e for e in events(ref) if e["event"] == "log"]
+    losses, ref_losses = [e["loss"] for e in logs], [e["loss"] for e in ref_logs]
+    assert losses[-1] < losses[0] - 1.0  # it learns
+    assert losses == pytest.approx(ref_losses, rel=1e-3)
+    assert [e["tokens_seen"] for e in logs] == [e["tokens_seen"] for e in ref_logs]  # summed over ranks
+
+
+def rank_pids(launcher_pid):
+    """{RANK: pid} of the workers below a torchrun launcher."""
+    out = {}
+    for pid in dist.descendants(launcher_pid):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(b"RANK="):
+                out[int(item[5:])] = pid
+    return out
+
+
+def wait_for_step(run_dir, proc, step, timeout=180):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if json.loads((run_dir / "status.json").read_text()).get("step", 0) >= step:
+                return
+        except (OSError, json.JSONDecodeError):
+            pass
+        assert proc.poll() is None, (run_dir / "worker.log").read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+    raise AssertionError("the run did not reach step %d" % step)
+
+
+@pytest.mark.slow
+def test_killing_one_rank_fails_the_run_and_leaves_no_process(runs_dir):
+    from studio.runs import read_status
+    run_dir = make_run(runs_dir, steps=400)
+    proc = launch(run_dir, DistributedConfig(gpus=2))
+    try:
+        wait_for_step(run_dir, proc, 2)
+        ranks = rank_pids(proc.pid)
+        assert sorted(ranks) == [0, 1]
+        os.kill(ranks[1], signal.SIGKILL)
+        rc = proc.wait(timeout=90)  # torchrun stops rank 0 and exits
+    finally:
+        dist.kill_job(proc.pid)
+    assert rc != 0
+    assert dist.wait_for_exit(list(ranks.values()), 10), "a rank outlived the job"
+    status = read_status(run_dir)  # the status's pid (rank 0) is gone: the run is failed, with the log's tail
+    assert status["state"] == "failed", status
+    assert "SIGKILL" in status["traceback"] or "Signal 9" in status["traceback"], status["traceback"]
+
+
+@pytest.mark.slow
+def test_a_crashing_rank_fails_the_run_with_its_traceback(runs_dir):
+    from studio.runs import read_status
+    run_dir = make_run(runs_dir, steps=400)
+    proc = launch(run_dir, DistributedConfig(gpus=2), {"STUDIO_FAULT_AT_STEP": "3", "STUDIO_FAULT_RANK": "1"})
+    try:
+        wait_for_step(run_dir, proc, 1)
+        ranks = rank_pids(proc.pid)
+        rc = proc.wait(timeout=180)
+    finally:
+        dist.kill_job(proc.pid)
+    assert rc != 0
+    assert dist.wait_for_exit(list(ranks.values()), 10), "a rank outlived the job"
+    status = read_status(run_dir)
+    assert status["state"] == "failed" and status["failed_rank"] == 1, status
+    assert "fault injected at step 3" in status["error"]
+    assert "on_step_end" in status["traceback"]
+    assert status["step"] < 400
