@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from studio.distributed import DistributedConfig  # no torch import: safe here
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = "assets/tiny-qwen3"
 BUNDLED_DATA = "assets/sample_data/sample_chat.jsonl"
@@ -79,6 +81,7 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # GPUs, nodes (torchrun)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,6 +97,8 @@ class RunConfig:
         for key, value in data.items():
             if key in sections:
                 kwargs[key] = _section(sections[key], value or {}, key)
+            elif key == "distributed":
+                kwargs[key] = DistributedConfig.from_dict(value)
             elif key == "run_name":
                 kwargs[key] = str(value)
             else:

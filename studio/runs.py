@@ -15,9 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,8 +185,17 @@ def create_run(cfg: RunConfig) -> Path:
 
 
 def worker_command(run_dir: Path, resume: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "studio.train", str(run_dir)]
-    return cmd + ["--resume"] if resume else cmd
+    """`python -m studio.train RUN_DIR`, or its torchrun form when the run asks for several GPUs."""
+    from studio import distributed
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    return distributed.launch_command(cfg.distributed, run_dir, resume)
+
+
+def worker_env(run_dir: Path) -> dict:
+    """Extra environment of every rank (UNSLOTH_FSDP2=1 for fsdp2)."""
+    from studio import distributed
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    return distributed.launch_env(cfg.distributed, cfg.model.load_in_4bit)
 
 
 def start_worker(run_dir: Path, resume: bool = False, env: dict | None = None) -> int:
@@ -213,7 +220,7 @@ def start_worker(run_dir: Path, resume: bool = False, env: dict | None = None) -
     try:
         log = open(run_dir / "worker.log", "ab")
         proc = subprocess.Popen(worker_command(run_dir, resume), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})},
+                                stdin=subprocess.DEVNULL, env={**os.environ, **worker_env(run_dir), **(env or {})},
                                 start_new_session=True)  # closing the browser or the UI never kills it
         log.close()
     except Exception:
@@ -244,9 +251,12 @@ def request_stop(run_dir: Path) -> None:
 
 
 def kill(run_dir: Path) -> None:
-    pid = read_status(run_dir).get("pid")
+    """SIGKILL the worker and, under torchrun, the launcher and every rank (each rank has its own session)."""
+    from studio import distributed
+    status = read_status(run_dir)
+    pid = status.get("launcher_pid") or status.get("pid")
     if pid and pid_alive(pid):
-        os.killpg(int(pid), signal.SIGKILL)
+        distributed.kill_job(int(pid))
 
 
 def mark_interrupted_runs() -> list[str]:

@@ -234,7 +234,8 @@ def rank_pids(launcher_pid):
     return out
 
 
-def wait_for_step(run_dir, proc, step, timeout=180):
+def wait_for_step(run_dir, alive, step, timeout=180):
+    """Until status.json's step reaches `step`; `alive()` False first = the job died (its log is shown)."""
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -242,7 +243,7 @@ def wait_for_step(run_dir, proc, step, timeout=180):
                 return
         except (OSError, json.JSONDecodeError):
             pass
-        assert proc.poll() is None, (run_dir / "worker.log").read_text(errors="replace")[-3000:]
+        assert alive(), (run_dir / "worker.log").read_text(errors="replace")[-3000:]
         time.sleep(0.2)
     raise AssertionError("the run did not reach step %d" % step)
 
@@ -253,7 +254,7 @@ def test_killing_one_rank_fails_the_run_and_leaves_no_process(runs_dir):
     run_dir = make_run(runs_dir, steps=400)
     proc = launch(run_dir, DistributedConfig(gpus=2))
     try:
-        wait_for_step(run_dir, proc, 2)
+        wait_for_step(run_dir, lambda: proc.poll() is None, 2)
         ranks = rank_pids(proc.pid)
         assert sorted(ranks) == [0, 1]
         os.kill(ranks[1], signal.SIGKILL)
@@ -273,7 +274,7 @@ def test_a_crashing_rank_fails_the_run_with_its_traceback(runs_dir):
     run_dir = make_run(runs_dir, steps=400)
     proc = launch(run_dir, DistributedConfig(gpus=2), {"STUDIO_FAULT_AT_STEP": "3", "STUDIO_FAULT_RANK": "1"})
     try:
-        wait_for_step(run_dir, proc, 1)
+        wait_for_step(run_dir, lambda: proc.poll() is None, 1)
         ranks = rank_pids(proc.pid)
         rc = proc.wait(timeout=180)
     finally:
@@ -285,3 +286,85 @@ def test_a_crashing_rank_fails_the_run_with_its_traceback(runs_dir):
     assert "fault injected at step 3" in status["error"]
     assert "on_step_end" in status["traceback"]
     assert status["step"] < 400
+
+
+# ---------------------------------------------------------------- through the studio's own launcher (runs.py)
+
+def test_run_config_carries_the_distributed_section():
+    cfg = RunConfig()
+    cfg.distributed = DistributedConfig(gpus=2, strategy="fsdp2")
+    back = RunConfig.from_yaml(cfg.to_yaml())
+    assert back.distributed == DistributedConfig(gpus=2, strategy="fsdp2")
+    assert RunConfig.from_dict({}).distributed == DistributedConfig()  # old config.yaml files still load
+    with pytest.raises(ValueError, match="distributed.gpu"):
+        RunConfig.from_dict({"distributed": {"gpu": 2}})
+
+
+def test_worker_command_follows_the_run_config(runs_dir):
+    from studio import runs
+    cfg = RunConfig()
+    cfg.distributed = DistributedConfig(gpus=2, strategy="fsdp2")
+    run_dir = runs.create_run(cfg)
+    cmd = runs.worker_command(run_dir, resume=True)
+    assert "--nproc-per-node" in cmd and cmd[cmd.index("--nproc-per-node") + 1] == "2" and cmd[-1] == "--resume"
+    assert runs.worker_env(run_dir)["UNSLOTH_FSDP2"] == "1"
+    cfg.distributed = DistributedConfig(gpus=1)
+    cfg.save(run_dir / "config.yaml")
+    assert runs.worker_command(run_dir) == [sys.executable, "-m", "studio.train", str(run_dir)]
+
+
+def wait_final(run_dir, timeout=240):
+    from studio import runs
+    end = time.time() + timeout
+    while time.time() < end:
+        runs.reap()
+        status = runs.read_status(run_dir)
+        if status.get("state") in runs.FINAL_STATES:
+            return status
+        time.sleep(0.3)
+    raise AssertionError(f"no final state: {runs.read_status(run_dir)}")
+
+
+@pytest.mark.slow
+def test_stop_and_resume_act_on_every_rank(runs_dir):
+    from studio import runs
+    cfg = RunConfig()
+    cfg.train.max_steps, cfg.data.max_rows, cfg.train.per_device_train_batch_size = 12, 64, 4
+    cfg.distributed = DistributedConfig(gpus=2)
+    run_dir = runs.create_run(cfg)
+    launcher = runs.start_worker(run_dir)
+    wait_for_step(run_dir, lambda: runs.pid_alive(launcher), 3)
+    ranks = rank_pids(launcher)
+    assert sorted(ranks) == [0, 1]
+    runs.request_stop(run_dir)
+    status = wait_final(run_dir)
+    assert status["state"] == "stopped", status
+    stopped_at = status["step"]
+    assert 3 <= stopped_at < 12
+    ckpt = runs.last_checkpoint(run_dir)
+    assert ckpt is not None and ckpt.name == f"checkpoint-{stopped_at}"
+    assert sorted(p.name for p in ckpt.glob("rng_state*")) == ["rng_state_0.pth", "rng_state_1.pth"]  # both ranks
+    assert dist.wait_for_exit([launcher, *ranks.values()], 20)
+    runs.start_worker(run_dir, resume=True)
+    status = wait_final(run_dir)
+    assert status["state"] == "completed" and status["step"] == 12, status
+    steps = [e["step"] for e in events(run_dir) if e["event"] == "log"]
+    assert steps == list(range(1, stopped_at + 1)) + list(range(stopped_at + 1, 13))
+    assert [e["event"] for e in events(run_dir)].count("end") == 2  # the stop, then the resumed run's end
+
+
+@pytest.mark.slow
+def test_kill_from_the_studio_ends_every_rank(runs_dir):
+    from studio import runs
+    cfg = RunConfig()
+    cfg.train.max_steps, cfg.data.max_rows, cfg.train.per_device_train_batch_size = 400, 64, 4
+    cfg.distributed = DistributedConfig(gpus=2)
+    run_dir = runs.create_run(cfg)
+    launcher = runs.start_worker(run_dir)
+    wait_for_step(run_dir, lambda: runs.pid_alive(launcher), 1)
+    ranks = rank_pids(launcher)
+    assert sorted(ranks) == [0, 1]
+    runs.kill(run_dir)
+    assert dist.wait_for_exit([launcher, *ranks.values()], 20), "a process outlived the kill"
+    assert wait_final(run_dir, 30)["state"] == "failed"
+    assert runs.active_run() is None  # the lock is free again
