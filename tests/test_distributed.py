@@ -368,3 +368,37 @@ def test_kill_from_the_studio_ends_every_rank(runs_dir):
     assert dist.wait_for_exit([launcher, *ranks.values()], 20), "a process outlived the kill"
     assert wait_final(run_dir, 30)["state"] == "failed"
     assert runs.active_run() is None  # the lock is free again
+
+
+RANK_HELPERS_SCRIPT = """
+import json, sys, torch, torch.distributed as tdist
+sys.path.insert(0, sys.argv[1])
+from studio import distributed as dist
+tdist.init_process_group("gloo")
+r = dist.rank()
+out = {"rank": r, "local_rank": dist.local_rank(), "world": dist.world_size(), "main": dist.is_main(),
+       "sum_int": dist.sum_across_ranks(r + 1), "sum_tensor": dist.sum_across_ranks(torch.tensor(10 * (r + 1))),
+       "sum_float": dist.sum_across_ranks(0.25), "memory": dist.max_memory_per_rank(),
+       "stop_rank0_yes": dist.agree_to_stop(r == 0), "stop_rank1_yes": dist.agree_to_stop(r == 1)}
+print("RESULT " + json.dumps(out), flush=True)
+tdist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_rank_helpers_under_torchrun(tmp_path):
+    script = tmp_path / "helpers.py"
+    script.write_text(RANK_HELPERS_SCRIPT)
+    cmd = dist._torchrun(sys.executable) + ["--standalone", "--nnodes", "1", "--nproc-per-node", "2", str(script),
+                                            str(REPO_ROOT)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = sorted((json.loads(x[7:]) for x in done.stdout.splitlines() if x.startswith("RESULT ")),
+                     key=lambda r: r["rank"])
+    assert [(r["rank"], r["local_rank"], r["world"], r["main"]) for r in results] == [(0, 0, 2, True), (1, 1, 2, False)]
+    for r in results:
+        assert (r["sum_int"], r["sum_tensor"], r["sum_float"]) == (3, 30, 0.5)
+        assert len(r["memory"]) == 2 and all(m > 0.01 for m in r["memory"])
+        assert r["stop_rank0_yes"] is True      # rank 0 read STOP: everyone stops
+        assert r["stop_rank1_yes"] is False     # only rank 0's reading counts
+    assert results[0]["memory"] == results[1]["memory"]
