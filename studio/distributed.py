@@ -230,8 +230,6 @@ def launch_env(cfg: DistributedConfig, load_in_4bit: bool = False, visible: int 
         env["UNSLOTH_FSDP2"] = "1"
         if not load_in_4bit:  # each rank reads only its shard of the weights (16-bit checkpoints only)
             env["UNSLOTH_FSDP2_SHARDED_LOAD"] = "1"
-    if plan.distributed:
-        env["STUDIO_NODE_RANK"] = str(cfg.node_rank)
     return env
 
 

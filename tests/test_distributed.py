@@ -105,9 +105,9 @@ def test_several_nodes_use_the_static_rendezvous_at_node_0():
 
 
 def test_launch_env():
-    assert dist.launch_env(DistributedConfig(gpus=2)) == {"STUDIO_NODE_RANK": "0"}
+    assert dist.launch_env(DistributedConfig(gpus=2)) == {}
     assert dist.launch_env(DistributedConfig(gpus=2, strategy="fsdp2")) == {
-        "UNSLOTH_FSDP2": "1", "UNSLOTH_FSDP2_SHARDED_LOAD": "1", "STUDIO_NODE_RANK": "0"}
+        "UNSLOTH_FSDP2": "1", "UNSLOTH_FSDP2_SHARDED_LOAD": "1"}
     # sharded loading reads 16-bit checkpoints only
     assert "UNSLOTH_FSDP2_SHARDED_LOAD" not in dist.launch_env(DistributedConfig(gpus=2, strategy="fsdp2"),
                                                                load_in_4bit=True)
@@ -119,8 +119,7 @@ def test_node_commands_text_has_every_node():
     for r in range(3):
         assert f"Node {r}" in text
         assert f"--node-rank {r} " in text
-    assert text.count("UNSLOTH_FSDP2=1 UNSLOTH_FSDP2_SHARDED_LOAD=1 STUDIO_NODE_RANK=") == 3
-    assert "STUDIO_NODE_RANK=2 " in text
+    assert text.count("UNSLOTH_FSDP2=1 UNSLOTH_FSDP2_SHARDED_LOAD=1 ") == 3
     assert "cd '/srv/lora studio' && " in text  # quoted for the shell
     assert "shared filesystem" in text and "config.yaml" in text and "10.0.0.5:29400" in text
     assert "3 nodes x 4 GPUs = 12 processes" in text
