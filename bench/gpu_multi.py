@@ -259,7 +259,7 @@ def report(a) -> int:
                   f"(first {x[steps[0]]:.4f} vs {y[steps[0]]:.4f}, last {x[steps[-1]]:.4f} vs {y[steps[-1]]:.4f})")
     if "fsdp2_32b" in res:
         r = res["fsdp2_32b"]
-        print(f"FSDP2 Qwen3-32B shape on {r['world_size']} GPUs: state {r['state']}, "
+        print(f"FSDP2 {Path(r['model']).name} on {r['world_size']} GPUs: state {r['state']}, "
               f"{r.get('tokens_per_s', 0):,.0f} tokens/s, peak reserved per GPU {r.get('memory_per_gpu_gb')}")
     return 0
 

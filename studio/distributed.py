@@ -49,9 +49,13 @@ fsdp2_perf.py, fsdp2_load.py, fsdp2_qlora.py, fsdp2_bnb_optim.py, save.py):
     gather). Under DDP Unsloth sets ddp_find_unused_parameters=False only with checkpointing
     (_ddp_defaults.py); the worker sets it False always (every LoRA weight of a dense model gets a
     gradient every step), which saves an autograd-graph walk per step.
-  * Saving: under FSDP2 every rank must call model.save_pretrained (collective gather, rank 0 writes,
-    save.py _fsdp2_collective_save); under DDP only rank 0 may write. The worker calls it on every rank
-    with is_main_process=is_main(), which is right for both.
+  * Saving: under FSDP2 the adapter is saved with trainer.save_model(dir) on every rank: Unsloth patches
+    Trainer.save_model to gather the sharded LoRA weights collectively, rank 0 writes
+    (fsdp2_native._install_trainer_hooks). A plain model.save_pretrained on the PeftModel does NOT gather
+    (it reached PEFT's own save with DTensor shards: "Attempted to access the data pointer on an invalid
+    python storage", seen on the CPU gloo mesh). Under DDP only rank 0 writes
+    (model.save_pretrained(dir, is_main_process=is_main()) on every rank). Trainer checkpoints (Stop,
+    save_steps) are collective in both cases inside the Trainer.
 """
 from __future__ import annotations
 
@@ -327,6 +331,12 @@ def world_size() -> int:
 def is_main() -> bool:
     """Global rank 0: the one process that writes status.json, metrics.jsonl and the adapter."""
     return rank() == 0
+
+
+def fsdp2_active() -> bool:
+    """Unsloth's native FSDP2 shards this job (UNSLOTH_FSDP2=1 under torchrun with WORLD_SIZE > 1)."""
+    flag = os.environ.get("UNSLOTH_FSDP2", "").strip().lower()
+    return world_size() > 1 and flag in ("1", "true", "yes", "on", "native")
 
 
 def under_launcher() -> bool:

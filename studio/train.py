@@ -247,7 +247,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
     # 4. Save: the adapter (and tokenizer with its template), and the chapter's summary figures.
     stopped = callback.stopped  # dist: the agreed answer, the same on every rank
-    model.save_pretrained(str(run_dir / "adapter"), is_main_process=dist.is_main())  # dist: collective under FSDP2
+    if dist.fsdp2_active():  # dist: Unsloth's Trainer.save_model gathers the sharded adapter (every rank calls)
+        trainer.save_model(str(run_dir / "adapter"))
+    else:  # one process, or DDP: rank 0 writes
+        model.save_pretrained(str(run_dir / "adapter"), is_main_process=dist.is_main())
     if dist.is_main():
         tokenizer.save_pretrained(str(run_dir / "adapter"))
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),

@@ -219,6 +219,29 @@ def test_torchrun_two_processes_on_cpu(runs_dir):
     assert [e["tokens_seen"] for e in logs] == [e["tokens_seen"] for e in ref_logs]  # summed over ranks
 
 
+@pytest.mark.slow
+def test_fsdp2_two_processes_on_cpu(runs_dir):
+    """Unsloth's native FSDP2 on the gloo CPU mesh: shards, trains, gathers the adapter to rank 0."""
+    from safetensors.torch import load_file
+    run_dir = make_run(runs_dir)
+    dcfg = DistributedConfig(gpus=2, strategy="fsdp2")
+    rc = finish(launch(run_dir, dcfg))
+    log = (run_dir / "worker.log").read_text(errors="replace")
+    assert rc == 0, log[-3000:]
+    assert "native FSDP2 sharded" in log
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed", status
+    logs = [e for e in events(run_dir) if e["event"] == "log"]
+    assert [e["step"] for e in logs] == list(range(1, 7)) and logs[-1]["loss"] < logs[0]["loss"] - 1.0
+    # the saved adapter is whole (gathered), not one rank's shard: same tensors and shapes as one process's
+    ref = make_run(runs_dir, micro_batch=4, accum=2)
+    assert finish(launch(ref, DistributedConfig(gpus=1))) == 0
+    mine, theirs = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (run_dir, ref))
+    assert {k: v.shape for k, v in mine.items()} == {k: v.shape for k, v in theirs.items()}
+    ref_losses = [e["loss"] for e in events(ref) if e["event"] == "log"]
+    assert [e["loss"] for e in logs] == pytest.approx(ref_losses, rel=2e-2)
+
+
 def rank_pids(launcher_pid):
     """{RANK: pid} of the workers below a torchrun launcher."""
     out = {}
