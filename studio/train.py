@@ -236,7 +236,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         files.event("dropped", count=dropped, total=before)  # rows with no response left after truncation
         if len(trainer.train_dataset) == 0:
             raise ValueError("no row has a response left after truncation: raise max_length")
-    if on_gpu:
+    if on_gpu or dist.world_size() > 1:  # dist: else transformers gathers across ranks on every micro-batch
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
