@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from studio.distributed import DistributedConfig  # no torch import: safe here
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = "assets/tiny-qwen3"
 BUNDLED_DATA = "assets/sample_data/sample_chat.jsonl"
@@ -88,6 +90,7 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # GPUs, nodes (torchrun)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,7 +102,8 @@ class RunConfig:
     def from_dict(cls, data: dict) -> "RunConfig":
         if not isinstance(data, dict):
             raise ConfigError([Problem("config", "err_config_shape")])
-        sections = {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig}
+        sections = {"model": ModelConfig, "lora": LoraConfig, "data": DataConfig, "train": TrainConfig,
+                    "distributed": DistributedConfig}
         kwargs, problems = {}, []
         for key, value in data.items():
             if key in sections:

@@ -358,3 +358,85 @@ def dataset_lengths(cfg, token: str | None = None, user=None, n: int = 256) -> l
         return prepare.sample_lengths(ds, tok, n=n, seed=cfg.train.seed)
     except Exception:  # offline Hub, a bad row: plan for the worst case instead
         return None
+
+
+# ---------------------------------------------------------------- several GPUs (studio/distributed.py)
+# Per-GPU peak of a run over N GPUs, from the one-GPU estimate above. The per-GPU micro-batch and
+# accumulation stay what they are (the global batch is N times larger, as DDP does by default).
+#   ddp:   every GPU holds what one GPU holds, plus DDP's gradient buckets (a flat fp32 copy of the LoRA
+#          gradients, DDP_BUCKET_BYTES per LoRA param).
+#   fsdp2: Unsloth's native FSDP2 (unsloth/models/fsdp2_perf.py plan_fsdp2_layout). If the whole model
+#          takes at most FSDP2_FIT_FRACTION of one GPU, the frozen weights stay replicated (the "fit"
+#          layout: one GPU's figure less the sharded part of the LoRA state). Otherwise every decoder block
+#          is sharded: linear weights / N, plus FSDP2_GATHERED_BLOCKS blocks gathered at a time (the one
+#          computing and the one prefetched), plus the root unit (embeddings, lm_head, norms) whole.
+# Not yet calibrated on GPUs (bench/run_multi_gpu.sh measures it); the speed factors are assumptions.
+DDP_BUCKET_BYTES = 4.0
+FSDP2_FIT_FRACTION = 0.4       # Unsloth's UNSLOTH_FSDP2_FIT_FRACTION default
+FSDP2_GATHERED_BLOCKS = 2
+STRATEGY_EFFICIENCY = {"ddp": 0.95, "fsdp2-fit": 0.93, "fsdp2-sharded": 0.8}  # per-GPU speed vs one GPU
+
+
+def fsdp2_shards_frozen(model_config: dict, load_in_4bit: bool, total_gb: float) -> bool:
+    """Unsloth's layout rule: frozen weights are sharded only when the model exceeds 40% of one GPU."""
+    return weights_gb(shape(model_config), load_in_4bit) > FSDP2_FIT_FRACTION * total_gb
+
+
+def per_gpu_gb(single_gb: float, model_config: dict, load_in_4bit: bool, strategy: str, n_gpus: int,
+               total_gb: float, r: int = 8) -> float:
+    """Per-GPU peak GiB under `strategy` on n_gpus, from the one-GPU estimate `single_gb`."""
+    s = shape(model_config)
+    lora_state = s["lora_per_r"] * r * LORA_BYTES_PER_PARAM / GIB
+    if n_gpus <= 1:
+        return single_gb
+    if strategy == "ddp":
+        return single_gb + s["lora_per_r"] * r * DDP_BUCKET_BYTES / GIB
+    if strategy != "fsdp2":
+        raise ValueError(f"unknown strategy {strategy!r}")
+    out = single_gb - lora_state * (1 - 1 / n_gpus)
+    if fsdp2_shards_frozen(model_config, load_in_4bit, total_gb):
+        per_param = NF4_BYTES if load_in_4bit else 2.0
+        linear = s["linear"] * per_param / GIB
+        block = linear / s["layers"]
+        out += -linear + linear / n_gpus + min(FSDP2_GATHERED_BLOCKS, s["layers"]) * block
+    return out
+
+
+def candidates_multi_gpu(model_config: dict, max_length: int, free_gb: float, n_gpus: int, strategy: str,
+                         total_gb: float | None = None, effective_batch: int = 8, lengths=None, steps: int = 60,
+                         r: int = 8) -> list[Estimate]:
+    """candidates() with per-GPU memory for `strategy` and the job's tokens/s (all GPUs), fastest first.
+    free_gb: free memory of one GPU (the smallest); total_gb: its size (the FSDP2 layout rule), default free_gb."""
+    total_gb = total_gb or free_gb
+    out = []
+    for e in candidates(model_config, max_length, free_gb, effective_batch, lengths, steps, r):
+        peak = per_gpu_gb(e.peak_gb, model_config, e.load_in_4bit, strategy, n_gpus, total_gb, r)
+        worst = per_gpu_gb(e.worst_gb, model_config, e.load_in_4bit, strategy, n_gpus, total_gb, r)
+        key = strategy if strategy == "ddp" else (
+            "fsdp2-sharded" if fsdp2_shards_frozen(model_config, e.load_in_4bit, total_gb) else "fsdp2-fit")
+        eff = STRATEGY_EFFICIENCY[key] if n_gpus > 1 else 1.0
+        out.append(Estimate(e.load_in_4bit, e.micro_batch, e.grad_accum, e.gradient_checkpointing, round(peak, 3),
+                            round(worst, 3), round(e.tokens_per_s * n_gpus * eff, 1),
+                            round(e.tokens_per_s_rel * n_gpus * eff, 3), worst <= usable_gb(free_gb)))
+    out.sort(key=lambda e: (-e.tokens_per_s, e.worst_gb))
+    return out
+
+
+def pick_multi_gpu(model_config: dict, max_length: int, free_gb: float, n_gpus: int,
+                   strategies=("ddp", "fsdp2"), total_gb: float | None = None, effective_batch: int = 8,
+                   lengths=None, steps: int = 60, r: int = 8) -> tuple[str, Estimate]:
+    """The fastest (strategy, setting) that fits on every GPU; ties go to the first strategy listed (DDP:
+    fewer collectives). Nothing fits: FSDP2's smallest setting, fits=False."""
+    best = None
+    for strategy in strategies:
+        for e in candidates_multi_gpu(model_config, max_length, free_gb, n_gpus, strategy, total_gb,
+                                      effective_batch, lengths, steps, r):
+            if e.fits and (best is None or e.tokens_per_s > best[1].tokens_per_s):
+                best = (strategy, e)
+            if e.fits:
+                break  # candidates are fastest first
+    if best is not None:
+        return best
+    last = strategies[-1]
+    return last, min(candidates_multi_gpu(model_config, max_length, free_gb, n_gpus, last, total_gb,
+                                          effective_batch, lengths, steps, r), key=lambda e: e.worst_gb)

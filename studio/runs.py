@@ -23,7 +23,6 @@ import fcntl
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -372,8 +371,17 @@ def dispatch() -> str | None:
 # ---------------------------------------------------------------- launching the worker
 
 def worker_command(run_dir: Path, resume: bool = False) -> list[str]:
-    cmd = [sys.executable, "-m", "studio.train", str(run_dir)]
-    return cmd + ["--resume"] if resume else cmd
+    """`python -m studio.train RUN_DIR`, or its torchrun form when the run asks for several GPUs."""
+    from studio import distributed
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    return distributed.launch_command(cfg.distributed, run_dir, resume)
+
+
+def worker_env(run_dir: Path) -> dict:
+    """Extra environment of every rank (UNSLOTH_FSDP2=1 for fsdp2)."""
+    from studio import distributed
+    cfg = RunConfig.load(Path(run_dir) / "config.yaml")
+    return distributed.launch_env(cfg.distributed, cfg.model.load_in_4bit)
 
 
 def launch(run_dir: Path, resume: bool = False, env: dict | None = None) -> int:
@@ -386,11 +394,15 @@ def launch(run_dir: Path, resume: bool = False, env: dict | None = None) -> int:
     (run_dir / "STOP").unlink(missing_ok=True)
     log = os.open(run_dir / "worker.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
     try:
-        pid = STANDBY.hand_over(run_dir, resume, env or {}, [gpu, run, log])
+        command = worker_command(run_dir, resume)
+        # the standby worker is one process: a torchrun job (several GPUs) starts fresh, torchrun holding the locks
+        pid = STANDBY.hand_over(run_dir, resume, env or {}, [gpu, run, log]) if "studio.train" == command[2] \
+            else None
         if pid is None:
-            proc = subprocess.Popen(worker_command(run_dir, resume), cwd=REPO_ROOT, stdout=log, stderr=log,
+            proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL, pass_fds=(gpu, run),
-                                    env={**os.environ, **(env or {}), "STUDIO_LOCK_FDS": f"{gpu},{run}"},
+                                    env={**os.environ, **worker_env(run_dir), **(env or {}),
+                                         "STUDIO_LOCK_FDS": f"{gpu},{run}"},
                                     start_new_session=True)  # closing the browser or the UI never kills it
             _children.append(proc)
             pid = proc.pid
@@ -411,13 +423,13 @@ def reap() -> None:
 
 
 def kill(run_dir: Path) -> None:
-    """SIGKILL the run's worker and its process group (tests, and runs that ignore Stop)."""
-    pid = read_json(Path(run_dir) / "status.json").get("pid")
+    """SIGKILL the run's worker and all it started: under torchrun the launcher and every rank (each rank has
+    its own session). For tests, and runs that ignore Stop."""
+    from studio import distributed
+    status = read_json(Path(run_dir) / "status.json")
+    pid = status.get("launcher_pid") or status.get("pid")
     if pid and worker_alive(run_dir):
-        try:
-            os.killpg(int(pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        distributed.kill_job(int(pid))
 
 
 class Standby:

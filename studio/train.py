@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from studio import data as data_mod, prepare, runs, templates
+from studio import data as data_mod, distributed as dist, prepare, runs, templates
 from studio.config import RunConfig, resolve_path
 
 GIB = 1024 ** 3
@@ -33,21 +33,30 @@ HEARTBEAT_S = 1.0
 
 
 class RunFiles:
-    """status.json and metrics.jsonl of one run, as the worker writes them (the only writer)."""
+    """status.json and metrics.jsonl of one run, as the worker writes them (the only writer; under torchrun,
+    global rank 0 alone, or the first rank that fails)."""
 
     def __init__(self, run_dir: Path, resume: bool):
         self.dir = run_dir
+        self.writer = dist.is_main()
         previous = runs.read_json(run_dir / "status.json") if resume else {}
         keep = ("step", "max_steps") if resume else ()
         self.status = {k: previous[k] for k in keep if k in previous}
         self.status.update(state="starting", pid=os.getpid(), started_at=time.time(), resume=resume, phases=[])
-        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if dist.under_launcher():  # torchrun (the parent) is the job: kill_job(launcher_pid) ends every rank
+            self.status.update(launcher_pid=os.getppid(), world_size=dist.world_size())
+        self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.writer else None
+        if self.writer:
+            (run_dir / "failed_rank").unlink(missing_ok=True)  # a previous attempt's marker
         self.lock = threading.Lock()
         self.phase_started = time.time()
         self.write()
-        threading.Thread(target=self._heartbeat, daemon=True).start()
+        if self.writer:
+            threading.Thread(target=self._heartbeat, daemon=True).start()
 
     def write(self) -> None:
+        if not self.writer or (self.dir / "failed_rank").exists():  # a crashed rank's report wins
+            return
         with self.lock:
             self.status["updated_at"] = time.time()
             if self.status.get("phase"):
@@ -66,6 +75,8 @@ class RunFiles:
                 pass
 
     def event(self, kind: str, **fields) -> None:
+        if not self.writer:
+            return
         fields = {"event": kind, "time": round(time.time(), 3), **fields}
         with self.lock:
             self.metrics.write(json.dumps(fields, ensure_ascii=False) + "\n")
@@ -102,9 +113,10 @@ def memory_figures(start_reserved_gb: float) -> dict:
     """The chapter's memory cell: peak reserved, the part used by training, % of the card."""
     import torch
     if torch.cuda.is_available():
-        total = torch.cuda.get_device_properties(0).total_memory / GIB
-        peak = torch.cuda.max_memory_reserved() / GIB
-        return {"device": "cuda", "gpu_name": torch.cuda.get_device_name(0), "total_gb": round(total, 3),
+        dev = torch.cuda.current_device()  # cuda:LOCAL_RANK under torchrun
+        total = torch.cuda.get_device_properties(dev).total_memory / GIB
+        peak = torch.cuda.max_memory_reserved(dev) / GIB
+        return {"device": "cuda", "gpu_name": torch.cuda.get_device_name(dev), "total_gb": round(total, 3),
                 "peak_reserved_gb": round(peak, 3), "peak_training_gb": round(peak - start_reserved_gb, 3),
                 "peak_pct": round(100 * peak / total, 3),
                 "training_pct": round(100 * (peak - start_reserved_gb) / total, 3)}
@@ -123,6 +135,9 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             self.t0 = time.time()
             self.last_tokens, self.last_time = 0, None
             self.fault_step = int(os.environ.get("STUDIO_FAULT_AT_STEP", "0"))  # tests provoke a crash here
+            if os.environ.get("STUDIO_FAULT_RANK") not in (None, str(dist.rank())):  # ...on this rank only
+                self.fault_step = 0
+            self.stopped = False
             from studio.jobs import caps
             self.caps = caps()  # the deployment's per-run limits (a shared Space)
 
@@ -145,6 +160,8 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
                 stopping, files.status["stop_reason"] = True, f"steps:{self.caps['steps']}"
             elif self.caps["minutes"] and minutes >= self.caps["minutes"]:
                 stopping, files.status["stop_reason"] = True, f"minutes:{self.caps['minutes']}"
+            stopping = dist.agree_to_stop(stopping)  # rank 0 decides; every rank stops at the same step
+            self.stopped = self.stopped or stopping
             files.set(state="stopping" if stopping else "running", step=state.global_step,
                       max_steps=state.max_steps, elapsed_s=round(time.time() - self.t0, 2))
             if stopping:
@@ -166,6 +183,8 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
                 rate = (tokens - self.last_tokens) / max(1e-6, now - self.last_time)
             self.last_tokens, self.last_time = tokens, now
             keep = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
+            if dist.world_size() > 1:  # peak memory of every GPU (rank order), gathered on every rank
+                keep["memory_per_gpu_gb"] = dist.max_memory_per_rank()
             files.event("log", step=state.global_step, max_steps=state.max_steps, tokens_seen=tokens,
                         tokens_per_s=round(rate, 1) if rate else None, elapsed_s=round(now - self.t0, 2),
                         **keep, **memory_figures(start_reserved_gb))
@@ -203,6 +222,8 @@ def make_sample_callback(files: RunFiles, tokenizer, prompts: list[str], max_new
                 if was_training:
                     model.train()
             files.event("samples", step=state.global_step, prompts=prompts, answers=answers)
+            if not files.writer:
+                return
             with open(files.dir / "samples.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps({"step": state.global_step, "prompts": prompts, "answers": answers},
                                    ensure_ascii=False) + "\n")
@@ -228,9 +249,9 @@ def count_tokens_lazily(trainer) -> None:
             n = inputs["input_ids"].numel()
         pending[:] = [pending[0] + n] if pending else [n]
 
-    def fold():
-        if pending:
-            trainer.state.num_input_tokens_seen += int(pending.pop())
+    def fold():  # every rank logs and saves at the same steps: the sum over ranks is one all_reduce per log
+        mine = pending.pop() if pending else 0
+        trainer.state.num_input_tokens_seen += int(dist.sum_across_ranks(mine))
 
     log, save = trainer.log, trainer._save_checkpoint
     trainer._track_num_input_tokens = track
@@ -286,6 +307,7 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
         report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
+        ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # no graph walk per step
     )
 
 
@@ -387,6 +409,7 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     import unsloth  # noqa: F401, I001
     from unsloth import FastLanguageModel
     import torch
+    dist.setup_device()  # cuda:LOCAL_RANK under torchrun (Unsloth loads onto it)
     on_gpu = torch.cuda.is_available()
 
     # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules.
@@ -407,7 +430,7 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
 
     # 2. Data: standardize to role/content, render with the chat template, tokenize, mask the prompts.
     tokenizer = templates.apply_template(tokenizer, cfg.data.template)
-    train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files)
+    train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files, dist.world_size())
     if cfg.data.train_on_responses_only:
         files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
     if len(train_dataset) == 0:
@@ -426,7 +449,8 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
             callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
     trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, args=args, callbacks=callbacks)
-    if on_gpu:
+    studio_callback = callbacks[0]
+    if on_gpu or dist.world_size() > 1:  # else transformers gathers across ranks on every micro-batch
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
@@ -437,9 +461,13 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
 
     # 4. Save: the adapter (and tokenizer with its template), and the chapter's summary figures.
     files.phase("save")
-    stopped = (run_dir / "STOP").exists() or bool(files.status.get("stop_reason"))
-    model.save_pretrained(str(run_dir / "adapter"))
-    tokenizer.save_pretrained(str(run_dir / "adapter"))
+    stopped = studio_callback.stopped  # the agreed answer, the same on every rank
+    if dist.fsdp2_active():  # Unsloth's Trainer.save_model gathers the sharded adapter (every rank calls it)
+        trainer.save_model(str(run_dir / "adapter"))
+    else:  # one process, or DDP: rank 0 writes
+        model.save_pretrained(str(run_dir / "adapter"), is_main_process=dist.is_main())
+    if dist.is_main():
+        tokenizer.save_pretrained(str(run_dir / "adapter"))
     files.phase(None)
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),
                "train_loss": stats.metrics.get("train_loss"), "step": trainer.state.global_step,
@@ -466,6 +494,8 @@ def failure_hint(exc: BaseException) -> str:
 def hold_locks(run_dir: Path) -> tuple[int, int]:
     """The locks the launcher handed over (STUDIO_LOCK_FDS), or, started by hand, taken here."""
     handed = os.environ.pop("STUDIO_LOCK_FDS", "")
+    if dist.rank() != 0:  # under torchrun the launcher (started by the app) or rank 0 (by hand) holds them
+        return -1, -1
     if handed:
         gpu, run = (int(x) for x in handed.split(","))
         return gpu, run
@@ -495,9 +525,22 @@ def main(argv=None) -> int:
     except BaseException as exc:  # every failure ends as a readable status, never a silent death
         traceback.print_exc()
         tb = traceback.format_exc().strip().splitlines()
-        files.set(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
-                  traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(),
-                  resumable=runs.last_checkpoint(run_dir) is not None)
+        report = dict(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
+                      traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(),
+                      resumable=runs.last_checkpoint(run_dir) is not None)
+        if dist.world_size() > 1:  # the first rank to fail reports (the others fail because it left)
+            report.update(failed_rank=dist.rank(), world_size=dist.world_size())
+            try:
+                fd = os.open(run_dir / "failed_rank", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, str(dist.rank()).encode())
+                os.close(fd)
+                files.writer = True
+                files.status.update(report, updated_at=time.time())
+                runs.write_json_atomic(run_dir / "status.json", files.status)
+            except FileExistsError:
+                pass
+        else:
+            files.set(**report)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -168,3 +168,53 @@ def test_train_tab_fit_button_applies_the_pick(monkeypatch):
             picked["train.gradient_accumulation_steps"], picked["lora.use_gradient_checkpointing"]) == \
         (False, 8, 1, "false")
     assert "the chapter's settings" in text and "fit to this GPU" in text
+
+
+# ---------------------------------------------------------------- several GPUs
+
+Q32B = dict(hidden_size=5120, intermediate_size=25600, num_hidden_layers=64, num_attention_heads=64,
+            num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=False)
+
+
+def test_ddp_holds_what_one_gpu_holds_plus_its_gradient_buckets():
+    one = fit.estimate(Q4B, 2048, False, 8, "false")
+    two = fit.per_gpu_gb(one, Q4B, False, "ddp", 2, 80.0, r=8)
+    assert one < two < one + 0.1  # 16.5 M LoRA params x 4 B = 0.06 GiB
+    assert fit.per_gpu_gb(one, Q4B, False, "ddp", 1, 80.0) == one
+
+
+def test_fsdp2_keeps_a_small_model_replicated_and_shards_a_big_one():
+    assert not fit.fsdp2_shards_frozen(Q4B, False, 80.0)  # 7.5 GiB <= 40% of 80
+    assert fit.fsdp2_shards_frozen(Q32B, False, 80.0)
+    one4 = fit.estimate(Q4B, 2048, False, 8, "false")
+    assert one4 - 0.2 < fit.per_gpu_gb(one4, Q4B, False, "fsdp2", 2, 80.0) <= one4
+    one32 = fit.estimate(Q32B, 2048, False, 2, "unsloth")
+    assert one32 > 61  # Qwen3-32B in 16-bit: 61 GiB of weights alone, no room on an 80 GB card with its margin
+    by_n = [fit.per_gpu_gb(one32, Q32B, False, "fsdp2", n, 80.0) for n in (2, 4, 8)]
+    assert by_n == sorted(by_n, reverse=True)
+    w = fit.weights_gb(fit.shape(Q32B), False)
+    assert by_n[0] == pytest.approx(one32 - w / 2 + 2 * (w - fit.shape(Q32B)["embed"] * 2 / fit.GIB) / 64 / 2
+                                    - 0.5 * fit.shape(Q32B)["lora_per_r"] * 8 * 10 / fit.GIB, rel=0.1)
+    assert by_n[0] < fit.usable_gb(79.0)
+    with pytest.raises(ValueError):
+        fit.per_gpu_gb(one32, Q32B, False, "zero3", 2, 80.0)
+
+
+def test_pick_multi_gpu():
+    strategy, e = fit.pick_multi_gpu(Q4B, 2048, 79.0, 2)
+    assert strategy == "ddp" and e.fits and not e.load_in_4bit  # a small model: plain data parallel
+    single = fit.pick(Q4B, 2048, 79.0)
+    assert e.tokens_per_s > 1.8 * single.tokens_per_s
+    # Qwen3-32B, 16-bit: without checkpointing nothing fits an 80 GB card; with it one GPU is near its limit
+    # (61 GiB of weights), FSDP2 over two GPUs halves the weights on each
+    ddp = {c.label: c for c in fit.candidates_multi_gpu(Q32B, 2048, 79.0, 2, "ddp") if not c.load_in_4bit}
+    fsdp = {c.label: c for c in fit.candidates_multi_gpu(Q32B, 2048, 79.0, 2, "fsdp2", total_gb=80.0)
+            if not c.load_in_4bit}
+    assert not any(c.fits for c in ddp.values() if c.gradient_checkpointing == "false")
+    label = "16-bit, batch 2 x 4, Unsloth offloaded checkpointing"
+    assert ddp[label].worst_gb > 61 and fsdp[label].worst_gb < 36 and fsdp[label].fits
+    strategy, e = fit.pick_multi_gpu(Q32B, 2048, 79.0, 2, total_gb=80.0)
+    assert e.fits
+    # nothing fits: the smallest FSDP2 setting, marked
+    strategy, e = fit.pick_multi_gpu(Q32B, 2048, 4.0, 2)
+    assert strategy == "fsdp2" and not e.fits
