@@ -121,7 +121,8 @@ def status(run_id: str, user: User) -> dict:
     view = runs.view(run_dir)
     out = {k: view.get(k) for k in ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s",
                                      "train_loss", "train_runtime", "error", "error_code", "hint", "resumable",
-                                     "stop_reason", "started_at", "ended_at", "updated_at")
+                                     "stop_reason", "started_at", "ended_at", "updated_at", "traceback",
+                                     "failed_rank", "world_size", "best_step", "best_eval_loss")
            if view.get(k) is not None}
     out["run_id"] = run_dir.name
     tail = runs.read_metrics(run_dir)
