@@ -96,7 +96,7 @@ def run(a) -> int:
 
     status = {}
     while time.time() - t0 < a.timeout:
-        status = runs.read_status(run_dir)
+        status = runs.view(run_dir)
         if all(p.poll() is not None for p in procs):
             break
         time.sleep(0.5)
@@ -104,7 +104,7 @@ def run(a) -> int:
         status["bench_timeout"] = True
     stop_all()
     rcs = [p.wait() for p in procs]
-    status = runs.read_status(run_dir)
+    status = runs.view(run_dir)
     wall = time.time() - t0
 
     tail = runs.MetricsTail(run_dir / "metrics.jsonl")
