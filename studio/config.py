@@ -224,7 +224,7 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def validate(cfg: RunConfig, context_length: int | None = None) -> list[Problem]:
+def validate(cfg: RunConfig, context_length: int | None = None, visible_gpus: int | None = None) -> list[Problem]:
     """The one validator: every check done before anything starts. Empty = ok.
 
     Problems carry message codes that studio/ui/i18n.py says in English or Korean.
@@ -291,6 +291,9 @@ def validate(cfg: RunConfig, context_length: int | None = None) -> list[Problem]
         bad("early_stopping_patience", "err_patience_no_eval")
     if t.report_to not in REPORT_TO:
         bad("report_to", "err_choice")
+    from studio import distributed
+    for name, code in distributed.validate(cfg.distributed, visible_gpus):
+        bad(f"distributed.{name}", code)
     return errors
 
 

@@ -411,7 +411,7 @@ OLLAMA_TEMPLATES = {
 
 def ollama_modelfile(gguf_name: str, template: str, model_dir: Path | None = None) -> str:
     """An Ollama Modelfile for the GGUF beside it: `ollama create NAME -f Modelfile`."""
-    lines = [f"# Made by LoRA Studio. Import with:  ollama create my-model -f Modelfile",
+    lines = ["# Made by LoRA Studio. Import with:  ollama create my-model -f Modelfile",
              f"FROM ./{gguf_name}", ""]
     if template in OLLAMA_TEMPLATES:
         body, stops = OLLAMA_TEMPLATES[template]

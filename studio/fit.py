@@ -296,7 +296,17 @@ def pick_for_run(cfg, free_gb: float | None = None, lengths: list[int] | None = 
         raise ValueError("no GPU found")
     t = cfg.train
     eff = t.per_device_train_batch_size * t.gradient_accumulation_steps
-    return pick(mc, t.max_length, free_gb, eff, lengths, t.max_steps if t.max_steps > 0 else 60, cfg.lora.r)
+    steps = t.max_steps if t.max_steps > 0 else 60
+    distributed = getattr(cfg, "distributed", None)
+    if distributed is not None:
+        from studio.distributed import world_plan
+        n = world_plan(distributed).world_size
+        if n > 1:  # plan per GPU and per strategy; the chosen strategy goes into the config too
+            strategy, est = pick_multi_gpu(mc, t.max_length, free_gb, n, effective_batch=eff, lengths=lengths,
+                                           steps=steps, r=cfg.lora.r)
+            distributed.strategy = strategy
+            return est
+    return pick(mc, t.max_length, free_gb, eff, lengths, steps, cfg.lora.r)
 
 
 def apply(cfg, est: Estimate):

@@ -59,7 +59,8 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
         context = models.load_model_config(cfg.model.name, token).get("max_position_embeddings")
     except models.ModelError as exc:
         raise Refused("err_model_load", detail=str(exc)) from None
-    problems = config_mod.validate(cfg, context)
+    from studio.distributed import visible_gpus
+    problems = config_mod.validate(cfg, context, visible_gpus())
     if problems:
         raise Refused("err_config", problems=problems)
     limits = caps()

@@ -8,7 +8,6 @@ must load: two with a UTF-8 BOM, and one with rows far beyond max_length, which 
 (with a count) during training.
 """
 import re
-import time
 from pathlib import Path
 
 import gradio as gr

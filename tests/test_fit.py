@@ -154,15 +154,15 @@ def test_train_tab_fit_button_applies_the_pick(monkeypatch):
     import gradio as gr
     from studio import fit
     from studio.config import chapter_recipe
-    from studio.ui import train_tab
+    from studio.ui import form
     keys = ["model.name", "model.load_in_4bit", "lora.use_gradient_checkpointing", "train.max_length",
             "train.per_device_train_batch_size", "train.gradient_accumulation_steps", "train.max_steps", "lora.r"]
     values = chapter_recipe().to_flat(keys)
     monkeypatch.setattr(fit, "free_gpu_gb", lambda: None)
     with pytest.raises(gr.Error, match="No GPU"):
-        train_tab.fit_to_gpu(keys, values)
+        form.fit_to_gpu(keys, values)
     monkeypatch.setattr(fit, "free_gpu_gb", lambda: 79.2)  # an H100, as measured in docs/benchmarks.md
-    *new, text = train_tab.fit_to_gpu(keys, values)
+    *new, text = form.fit_to_gpu(keys, values)
     picked = dict(zip(keys, new))
     assert (picked["model.load_in_4bit"], picked["train.per_device_train_batch_size"],
             picked["train.gradient_accumulation_steps"], picked["lora.use_gradient_checkpointing"]) == \

@@ -9,7 +9,7 @@ UI = Path(__file__).resolve().parent.parent / "studio" / "ui"
 TEXT_KWARGS = {"label", "info", "placeholder"}
 COMPONENTS_WITH_TEXT = {"Button", "Markdown", "Textbox", "Number", "Checkbox", "Dropdown", "Radio", "Slider",
                         "CheckboxGroup", "File", "Dataframe", "Plot", "Tab", "Accordion", "JSON", "Code", "Chatbot"}
-ALLOWED = {"config.yaml"}  # a file name is the same in every language
+ALLOWED = {"config.yaml", "train.py", "your-name/my-lora"}  # file names and a Hub id look the same in every language
 
 
 def test_every_key_has_both_languages_and_the_same_placeholders():
@@ -21,7 +21,8 @@ def test_every_key_has_both_languages_and_the_same_placeholders():
 
 def test_korean_is_korean():
     hangul = re.compile(r"[\uac00-\ud7a3]")
-    names = {"fmt_sharegpt", "fmt_openai", "fmt_alpaca", "src_hub", "lora_alpha", "sum_loss"}  # names, code
+    names = {"fmt_sharegpt", "fmt_openai", "fmt_alpaca", "src_hub", "lora_alpha", "sum_loss",
+             "export_gguf"}  # names, code
     same_ok = {k for k, (en, ko) in STRINGS.items() if en == ko} - names
     assert all(not hangul.search(en) for en, _ in STRINGS.values())
     # keys whose text is a name or a formula may be the same in both; everything else is translated

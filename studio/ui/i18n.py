@@ -342,6 +342,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat_compare": ("Compare with (answers the same message beside it)", "비교할 모델 (같은 메시지에 나란히 답함)"),
     "chat_compare_info": ("e.g. the base model against your adapter, or two runs", "예: 베이스 모델과 내 어댑터, 또는 두 실행"),
     "chat_seed": ("Sampling seed", "샘플링 시드"),
+    "dist_title": ("Several GPUs (torchrun)", "여러 GPU (torchrun)"),
+    "dist_gpus": ("GPUs per node (0 = every visible GPU)", "노드당 GPU 수 (0 = 보이는 GPU 전부)"),
+    "dist_strategy": ("Strategy", "전략"),
+    "dist_strategy_info": ("ddp: each GPU holds the model, fastest when it fits; fsdp2: frozen weights are sharded "
+                           "across GPUs, for models one card cannot hold.",
+                           "ddp: GPU마다 모델 전체, 들어가면 가장 빠름. fsdp2: 동결 가중치를 GPU들에 나눠 담아 한 장에 "
+                           "안 들어가는 모델용."),
+    "dist_nodes": ("Nodes (machines)", "노드 (컴퓨터 수)"),
+    "dist_node_rank": ("This machine's node rank", "이 컴퓨터의 노드 순번"),
+    "dist_endpoint": ("Rendezvous (node 0's host:port)", "랑데부 (노드 0의 host:port)"),
+    "dist_preview": ("What runs on each node", "노드마다 실행되는 명령"),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),
     # export tab (issue 9)
     "tab_export": ("Export", "내보내기"),
@@ -385,6 +396,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err_export_no_run": ("Choose a run with a saved adapter first.", "먼저 어댑터가 저장된 실행을 고르세요."),
     "err_export_failed": ("Export failed: {error}", "내보내기 실패: {error}"),
 }
+
+
+def _with_module_messages() -> None:
+    """Message codes that core modules define next to their checks (studio/distributed.py)."""
+    from studio import distributed
+    STRINGS.update(distributed.MESSAGES)
+
+
+_with_module_messages()
 
 
 def i18n() -> gr.I18n:

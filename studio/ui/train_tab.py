@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio import auth, jobs, runs
-from studio.config import OPTIMIZERS, REPORT_TO, SCHEDULERS, ConfigError, RunConfig
+from studio import auth, distributed, jobs, runs
+from studio.config import OPTIMIZERS, REPORT_TO, SCHEDULERS, RunConfig
 from studio.ui import run_view
+from studio.ui import form as form_module
+from studio.ui.form import form_config
 from studio.ui.i18n import refusal, say, t
 from studio.ui.plots import training_figure
 
@@ -22,6 +24,8 @@ FIELDS = ["run_name", "train.max_length", "train.per_device_train_batch_size", "
           "train.lr_scheduler_type", "data.train_on_responses_only", "train.packing", "train.logging_steps",
           "train.weight_decay", "train.seed", "train.save_steps", "train.save_total_limit", "train.eval_steps",
           "train.early_stopping_patience", "train.sample_prompts", "train.report_to"]
+DIST_FIELDS = ["distributed.gpus", "distributed.strategy", "distributed.nodes", "distributed.node_rank",
+               "distributed.rdzv_endpoint"]  # shown where more than one GPU is visible
 
 
 @dataclass
@@ -40,6 +44,7 @@ class TrainTab:
     samples: gr.Markdown
     error: gr.Markdown
     timer: gr.Timer
+    dist_preview: gr.Markdown  # the command each node runs (several GPUs only)
     state: gr.State      # this browser's view: {"run": id, "tail": MetricsTail, "step": last plotted, "live": bool}
     finished: gr.State   # the id of a run that just ended here (other tabs refresh on its change)
 
@@ -48,7 +53,9 @@ class TrainTab:
 
 
 def build(I, cfg: RunConfig) -> TrainTab:
-    values = dict(zip(FIELDS, cfg.to_flat(FIELDS)))
+    several = distributed.visible_gpus() > 1
+    keys = FIELDS + (DIST_FIELDS if several else [])
+    values = dict(zip(keys, cfg.to_flat(keys)))
     f: dict = {}
 
     def number(key, label, info=None, precision=0, **kw):
@@ -85,6 +92,17 @@ def build(I, cfg: RunConfig) -> TrainTab:
         number("train.save_total_limit", "save_limit")
         f["train.report_to"] = gr.Dropdown(REPORT_TO, value=values["train.report_to"], label=I("report_to"),
                                            info=I("report_to_info"))
+    with gr.Accordion(I("dist_title"), open=True, visible=several):
+        with gr.Row():
+            if several:
+                number("distributed.gpus", "dist_gpus")
+                f["distributed.strategy"] = gr.Radio(list(distributed.STRATEGIES), value=values["distributed.strategy"],
+                                                     label=I("dist_strategy"), info=I("dist_strategy_info"))
+                number("distributed.nodes", "dist_nodes")
+                number("distributed.node_rank", "dist_node_rank")
+                f["distributed.rdzv_endpoint"] = gr.Textbox(values["distributed.rdzv_endpoint"],
+                                                            label=I("dist_endpoint"))
+        dist_preview = gr.Markdown(elem_id="dist-preview")
     with gr.Row():
         fit = gr.Button(I("fit_gpu"), scale=1, elem_id="fit-btn")
         fit_info = gr.Markdown(I("fit_gpu_info"), elem_id="fit-info")
@@ -101,22 +119,7 @@ def build(I, cfg: RunConfig) -> TrainTab:
     summary = gr.Markdown(elem_id="train-summary")
     samples = gr.Markdown(elem_id="train-samples")
     return TrainTab(f, yaml_view, command, start, stop, resume, fit, fit_info, progress, plot, summary, samples, error,
-                    gr.Timer(POLL_S, active=False), gr.State(None), gr.State(None))
-
-
-def form_config(keys: list[str], values: list, request=None) -> RunConfig:
-    try:
-        return RunConfig.from_flat(keys, values)
-    except ConfigError as exc:
-        raise refusal(jobs.Refused("err_config", problems=exc.problems), request) from None
-
-
-def preview(keys: list[str], values: list, request=None) -> tuple[str, str]:
-    try:
-        cfg = RunConfig.from_flat(keys, values)
-    except ConfigError as exc:
-        return f"# {say(jobs.Refused('err_config', problems=exc.problems), request)}", ""
-    return cfg.to_yaml(), f"python -m studio.train runs/<time>-{runs.sanitize_name(cfg.run_name)}"
+                    gr.Timer(POLL_S, active=False), dist_preview, gr.State(None), gr.State(None))
 
 
 def attach(run_id: str | None):
@@ -166,13 +169,7 @@ def on_load(browser_run, keys: list[str], request: gr.Request | None = None):
     visible = jobs.visible_runs(user) if user else []
     ids = [r["id"] for r in visible]
     run_id = browser_run if browser_run in ids else (ids[0] if ids else None)
-    values = [gr.skip()] * len(keys)
-    if run_id:
-        try:
-            values = RunConfig.load(runs.runs_root() / run_id / "config.yaml").to_flat(keys)
-        except (OSError, ConfigError):
-            pass
-    return (*attach(run_id), *values)
+    return (*attach(run_id), *form_module.values_of_run(run_id, keys))
 
 
 def poll(state, request: gr.Request | None = None):
@@ -201,34 +198,16 @@ def poll(state, request: gr.Request | None = None):
             run_view.error_text(status, request), gr.Timer(active=live), finished)
 
 
-def fit_to_gpu(keys: list[str], values: list, token: str = "", request=None):
-    """The fastest LoRA setting whose estimated peak fits this GPU, planned on the dataset's own lengths."""
-    from studio import fit
-    cfg = form_config(keys, values, request)
-    try:
-        lengths = fit.dataset_lengths(cfg, token or None, auth.user_from_request(request))
-        preset = fit.pick_for_run(cfg, lengths=lengths)
-    except ValueError as exc:  # no GPU, or no config.json to estimate from
-        raise gr.Error(t("fit_no_gpu", request) if "GPU" in str(exc) else str(exc)) from None
-    text = fit.describe(cfg, lengths=lengths, say=lambda key, **kw: t(key, request, **kw))
-    fit.apply(cfg, preset)
-    return [*cfg.to_flat(keys), text]
-
-
 def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox, browser_run: gr.BrowserState) -> None:
     n = len(form)
 
-    def _preview(*values, request: gr.Request = None):
-        return preview(form_keys, list(values), request)
-
-    for comp in form:
-        comp.change(_preview, form, [tab.yaml_view, tab.command], api_visibility="private", queue=False)
+    form_module.wire_preview(form_keys, form, [tab.yaml_view, tab.command, tab.dist_preview])
 
     def _start(*args, request: gr.Request = None):
         return start(form_keys, list(args[:n]), args[n], request)
 
     def _fit(*args, request: gr.Request = None):
-        return fit_to_gpu(form_keys, list(args[:n]), args[n], request)
+        return form_module.fit_to_gpu(form_keys, list(args[:n]), args[n], request)
 
     attached = [tab.state, tab.timer, browser_run]
     polled = [tab.state, tab.progress, tab.plot, tab.summary, tab.samples, tab.error, tab.timer, tab.finished]
