@@ -16,9 +16,7 @@ import json
 import os
 import random
 import re
-import threading
 from array import array
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -254,33 +252,25 @@ class DatasetCache:
     (size, modification time), the split, the row limit, the allowed folders and the token that read it."""
 
     def __init__(self, size: int = 4):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        from studio.cache import LRU
+        self.cache = LRU(size)
 
     def get(self, source: str, path: str, split: str, max_rows: int, token: str | None = None,
             allowed: Sequence[Path] | None = None) -> Dataset:
+        from studio.cache import secret_digest
         ident = ""
         if source in ("file", "bundled"):
-            target = check_path(BUNDLED_DATA if source == "bundled" else path, allowed, Path(path or "").name) \
-                if source == "file" or path else resolve_path(BUNDLED_DATA)
+            target = check_path(path, allowed, Path(path or "").name) if source == "file" \
+                else resolve_path(BUNDLED_DATA)
             try:
                 st = target.stat()
                 ident = f"{target}:{st.st_size}:{st.st_mtime_ns}"
             except OSError:
                 ident = str(target)
-        import hashlib
-        who = hashlib.sha256((token or "").encode()).hexdigest()[:16]
         key = (source, path if source != "bundled" else "", ident, split, int(max_rows or 0),
-               tuple(map(str, allowed or ())), who)
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
-        ds = load_dataset_source(source, path, split, int(max_rows or 0), token=token, allowed_roots=allowed)
-        with self.lock:
-            self.items[key] = ds
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return ds
+               tuple(map(str, allowed or ())), secret_digest(token))
+        return self.cache.get_or_make(key, lambda: load_dataset_source(
+            source, path, split, int(max_rows or 0), token=token, allowed_roots=allowed))
 
 
 DATASETS = DatasetCache()

@@ -88,19 +88,13 @@ def prepare(ds: data_mod.Dataset, indices: list[int] | None, tokenizer, template
     processes = processes if processes is not None else default_processes(len(rows))
     all_ids, all_labels, done = [], [], 0
     try:
+        pool = None
         if processes > 1:
             import multiprocessing
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            with multiprocessing.get_context("fork").Pool(processes) as pool:
-                for ids, labels in pool.imap(_prepare_chunk, chunks):
-                    all_ids += ids
-                    all_labels += labels
-                    done += len(ids)
-                    if progress:
-                        progress(done, len(rows))
-        else:
-            for chunk in chunks:
-                ids, labels = _prepare_chunk(chunk)
+            pool = multiprocessing.get_context("fork").Pool(processes)
+        with pool or _no_pool():
+            for ids, labels in (pool.imap(_prepare_chunk, chunks) if pool else map(_prepare_chunk, chunks)):
                 all_ids += ids
                 all_labels += labels
                 done += len(ids)
@@ -112,6 +106,11 @@ def prepare(ds: data_mod.Dataset, indices: list[int] | None, tokenizer, template
     dropped = len(all_ids) - len(keep)
     prepared = HFDataset.from_dict({"input_ids": [all_ids[i] for i in keep], "labels": [all_labels[i] for i in keep]})
     return prepared, dropped
+
+
+def _no_pool():
+    import contextlib
+    return contextlib.nullcontext()
 
 
 def default_processes(n_rows: int) -> int:

@@ -101,17 +101,16 @@ class TokenizerCache:
     (a private model's tokenizer is never served to someone without that token)."""
 
     def __init__(self, size: int = 3):
-        from collections import OrderedDict
-        import threading
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        from studio.cache import LRU
+        self.cache = LRU(size)
 
     def get(self, model_name: str, template: str, token: str | None = None):
-        import hashlib
-        key = (model_name, template, hashlib.sha256((token or "").encode()).hexdigest()[:16])
-        with self.lock:
-            if key in self.items:
-                self.items.move_to_end(key)
-                return self.items[key]
+        from studio.cache import secret_digest
+        return self.cache.get_or_make((model_name, template, secret_digest(token)),
+                                      lambda: self._load(model_name, template, token))
+
+    @staticmethod
+    def _load(model_name: str, template: str, token: str | None):
         import unsloth  # noqa: F401  (before transformers)
         from transformers import AutoTokenizer
         from studio import models
@@ -119,12 +118,7 @@ class TokenizerCache:
         models.load_model_config(model_name, token)  # fails fast and clearly when offline (ModelError)
         path = resolve_path(model_name)
         tok = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model_name, token=token or None)
-        tok = apply_template(tok, template)
-        with self.lock:
-            self.items[key] = tok
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
-        return tok
+        return apply_template(tok, template)
 
 
 TOKENIZERS = TokenizerCache()

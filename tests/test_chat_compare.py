@@ -2,6 +2,10 @@
 from studio.ui import chat_tab
 
 
+import pytest
+
+
+@pytest.mark.slow
 def test_two_panes_answer_the_same_message_with_the_same_seed():
     steps = list(chat_tab.respond("Tell me about towers.", [], "base:assets/tiny-qwen3", 24, 0.9, "qwen-3",
                                   compare="base:assets/tiny-qwen3", seed=7))
