@@ -1,8 +1,7 @@
 """Two models answer one message side by side, drawing with the same sampling seed."""
-from studio.ui import chat_tab
-
-
 import pytest
+
+from studio.ui import chat_tab
 
 
 @pytest.mark.slow
