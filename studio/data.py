@@ -103,13 +103,6 @@ class JsonlRows(Sequence):
                     self.ends.append(offset + len(line))
                     self.lines.append(number)
                 offset += len(line)
-        self._fd = os.open(self.path, os.O_RDONLY)
-
-    def __del__(self):
-        try:
-            os.close(self._fd)
-        except (AttributeError, OSError):
-            pass
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -120,7 +113,9 @@ class JsonlRows(Sequence):
         if not 0 <= index < len(self):
             raise IndexError(index)
         start, end, number = self.starts[index], self.ends[index], self.lines[index]
-        raw = os.pread(self._fd, end - start, start)
+        with open(self.path, "rb") as f:  # no fd kept open: an object that outlives its file holds nothing
+            f.seek(start)
+            raw = f.read(end - start)
         if start == 0 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]  # a BOM: editors on Windows add one
         return _parse_jsonl_line(raw, self.name, number)

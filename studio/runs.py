@@ -188,7 +188,8 @@ def view(run_dir: Path) -> dict:
     entry = queue_entry(run_dir.name)
     if entry is not None:
         return {**status, "state": "queued", "queued_at": entry.get("queued_at"), "resume": entry.get("resume")}
-    if state in ACTIVE_STATES:  # the worker died without writing its end
+    if state in ACTIVE_STATES or (not status and (run_dir / "worker.log").exists()):
+        # the worker died without writing its end (or before its first word)
         tail = log_tail(run_dir)
         killed = "Killed" in tail or not tail.strip()
         return {**status, "state": "failed", "error": status.get("error") or
@@ -470,6 +471,7 @@ class Standby:
                                          start_new_session=True)
             child.close()
             self.sock, self.is_ready = parent, False
+            self.ident = os.fstat(parent.fileno()).st_ino  # the socket we made, checked before each hand-over
 
     def hand_over(self, run_dir: Path, resume: bool, env: dict, fds: list[int]) -> int | None:
         """Give the run to the waiting process; None when there is none (the caller starts a fresh one)."""
@@ -478,6 +480,12 @@ class Standby:
             self.proc = self.sock = None
             self.is_ready = False
         if proc is None or proc.poll() is not None:
+            return None
+        try:  # our socket still? (if anything closed its number, another file may now hold it: never send there)
+            if os.fstat(sock.fileno()).st_ino != self.ident:
+                raise OSError("the standby worker's socket is gone")
+        except OSError:
+            proc.kill()
             return None
         try:
             message = json.dumps({"run_dir": str(run_dir), "resume": resume, "env": env}).encode()

@@ -567,21 +567,24 @@ def standby(fd: int) -> int:
     try:
         sock.send(b"R")  # ready: the app may say so
         message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
-    except OSError:
+    except OSError:  # the app went away
         return 0
     sock.close()
     if not message or len(fds) != 3:
         return 0  # the app went away: nothing to run
-    job = json.loads(message)
     gpu, run_lock, log = fds
-    sys.stdout.flush()
-    sys.stderr.flush()
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
-    os.environ.update(job.get("env") or {})
-    os.environ["STUDIO_LOCK_FDS"] = f"{gpu},{run_lock}"
-    return main([job["run_dir"]] + (["--resume"] if job.get("resume") else []))
+    try:
+        job = json.loads(message)
+        os.environ.update(job.get("env") or {})
+        os.environ["STUDIO_LOCK_FDS"] = f"{gpu},{run_lock}"
+        argv = [job["run_dir"]] + (["--resume"] if job.get("resume") else [])
+    except Exception:  # said in the run's log (its view then shows the failure), never lost in /dev/null
+        traceback.print_exc()
+        return 1
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,10 @@ def browser():
 
 
 @pytest.fixture()
-def app_url(monkeypatch):
-    monkeypatch.setenv("STUDIO_STANDBY", "1")  # the warm worker, as `make run` has it
-    demo = launch_app()
+def app_url():
+    demo = launch_app()  # a fresh worker per run here; tests/test_standby.py drives the warm one through the API
     yield demo.local_url
     demo.close()
-    runs.STANDBY.stop()
 
 
 def open_tab(page, name):

@@ -123,3 +123,21 @@ def test_a_killed_worker_is_detected_and_the_lock_released(default_run):
     assert runs.machine_holder() is None and not runs.worker_alive(run_dir)  # the OS released both locks
     saved = json.loads((run_dir / "status.json").read_text())
     assert saved["state"] == "running"  # nobody but the worker writes status.json: the failure is derived
+
+
+def test_no_phase_sits_silent_from_start_to_step_1(default_run):
+    """From Start to step 1 the status always names a phase, and is rewritten at least every 2 s."""
+    run_dir = start_run(short_config("phases", steps=3))
+    seen, deadline = [], time.time() + 240
+    while time.time() < deadline:
+        status = runs.view(run_dir)
+        seen.append((time.time(), status.get("state"), status.get("phase"), status.get("updated_at")))
+        if status.get("step", 0) >= 1 or status.get("state") in runs.FINAL_STATES:
+            break
+        time.sleep(0.2)
+    wait_for(run_dir, timeout=240)
+    starting = [s for s in seen if s[1] == "starting"]
+    assert starting and all(s[2] for s in starting), seen  # a phase is always named
+    stamps = sorted({s[3] for s in seen if s[3]})
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert stamps and max(gaps or [0]) <= 2.0, gaps
