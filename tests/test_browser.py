@@ -105,7 +105,7 @@ def test_every_tab_train_reload_and_chat(app_url, browser, artifacts):
     page.get_by_role("option").first.click()
     page.keyboard.press("Escape")
     page.wait_for_function("() => { const p = document.querySelector('#runs-plot .js-plotly-plot');"
-                           " return p && p.data && p.data[0].x.length >= 60; }", timeout=20_000)
+                           " return p && p.data && p.data.length && p.data[0].x.length >= 60; }", timeout=20_000)
     page.screenshot(path=artifacts / "tab-runs.png", full_page=True)
     page.locator("#open-run").click()  # back to the Train tab, showing that run
     page.locator("#train-progress").get_by_text("completed").wait_for(timeout=20_000)
@@ -159,7 +159,11 @@ def test_two_people_each_see_their_own_runs_and_the_second_start_queues(shared_u
         page.get_by_label("Run name").fill(name)
         page.get_by_label("max_steps (0 = use epochs)").fill(steps)
         page.locator("#start-btn").click()
-        page.locator("#train-progress").get_by_text(name).wait_for(timeout=60_000)
+        try:
+            page.locator("#train-progress").get_by_text(name).wait_for(timeout=60_000)
+        except Exception:
+            page.screenshot(path=artifacts / f"two-users-{name}-failed.png", full_page=True)
+            raise
     bob.locator("#train-progress").get_by_text("ahead of you").wait_for(timeout=30_000)  # queued behind alice
     assert "alice" not in bob.locator("#train-progress").inner_text()  # nothing about whose run it is
     bob.screenshot(path=artifacts / "two-users-queued.png", full_page=True)
@@ -181,3 +185,49 @@ def test_two_people_each_see_their_own_runs_and_the_second_start_queues(shared_u
     open_tab(alice, "4 · Train")
     alice.locator("#train-progress").get_by_text("completed").wait_for(timeout=60_000)
     bob.screenshot(path=artifacts / "two-users-done.png", full_page=True)
+
+
+def test_evaluate_compare_in_chat_and_export_every_format(app_url, browser, artifacts):
+    page = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    open_tab(page, "2 · Dataset")
+    page.locator("#eval-size input").fill("0.1")
+    open_tab(page, "4 · Train")
+    page.get_by_label("Run name").fill("eval-run")
+    page.get_by_label("max_steps (0 = use epochs)").fill("20")
+    page.get_by_label("Evaluate every N steps (0 = ten times a run)").fill("5")
+    page.locator("#start-btn").click()
+    page.locator("#train-samples table").wait_for(timeout=240_000)  # the sample answers fill in by step
+    page.locator("#train-progress").get_by_text("completed").wait_for(timeout=300_000)
+    page.wait_for_function("() => document.querySelectorAll('#train-samples tbody tr').length >= 4", timeout=20_000)
+    legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
+    assert "eval loss" in legend
+    assert "The adapter is the best checkpoint: step" in page.locator("#train-summary").inner_text()
+    page.screenshot(path=artifacts / "tab-train-eval.png", full_page=True)
+
+    # Chat: the base model answers the same message beside the tuned one
+    open_tab(page, "5 · Chat")
+    page.wait_for_function("() => document.querySelector('#chat-model input').value.includes('eval-run')",
+                           timeout=20_000)
+    page.locator("#chat-compare input").click()
+    page.get_by_role("option", name="base model: assets/tiny-qwen3").click()
+    page.locator("#chat-input textarea").fill("What is 7 + 5?")
+    page.locator("#chat-send").click()
+    page.locator("#chat-speed-b").get_by_text("tokens/s").wait_for(timeout=120_000)
+    assert page.locator("#chatbot").inner_text().strip() and page.locator("#chatbot-b").inner_text().strip()
+    page.screenshot(path=artifacts / "tab-chat-compare.png", full_page=True)
+
+    # Export: every format of this run
+    open_tab(page, "Export")
+    page.wait_for_function("() => document.querySelector('#export-run input').value.includes('eval-run')",
+                           timeout=20_000)
+    for button, shows in (("#export-adapter", "-adapter.zip"), ("#export-merged", "config.json"),
+                          ("#export-gguf", ".gguf")):
+        page.locator(button).click()
+        page.wait_for_function(f"() => document.body.innerText.includes('{shows}')", timeout=240_000)
+    assert "Modelfile" in page.locator("body").inner_text()
+    page.get_by_text("Python script", exact=True).first.click()  # the accordion
+    page.locator("#export-script").click()
+    page.wait_for_function("() => document.body.innerText.includes('import unsloth')", timeout=60_000)
+    page.screenshot(path=artifacts / "tab-export.png", full_page=True)
+    page.close()

@@ -15,3 +15,16 @@ def test_two_panes_answer_the_same_message_with_the_same_seed():
     again = list(chat_tab.respond("Tell me about towers.", [], "base:assets/tiny-qwen3", 24, 0.9, "qwen-3",
                                   seed=8))[-1]
     assert again[3] == [] and again[4] == ""  # no comparison chosen: one pane
+
+
+@pytest.mark.slow
+def test_stop_ends_the_answer_early():
+    """The Stop button: the answer ends after the current token, long before max_new_tokens."""
+    replies = chat_tab.respond("Write a very long story.", [], "base:assets/tiny-qwen3", 400, 1.0, "qwen-3", seed=3)
+    first = next(replies)
+    assert first[0][-1] == {"role": "assistant", "content": ""}
+    next(replies)  # the first piece
+    chat_tab.stop_generation(None)
+    last = list(replies)[-1]
+    assert last[0][-1]["role"] == "assistant"
+    assert 0 < chat_tab.ENGINE.last_stats["tokens"] < 400

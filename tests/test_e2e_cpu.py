@@ -141,3 +141,23 @@ def test_no_phase_sits_silent_from_start_to_step_1(default_run):
     stamps = sorted({s[3] for s in seen if s[3]})
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     assert stamps and max(gaps or [0]) <= 2.0, gaps
+
+
+def test_an_eval_split_gives_eval_loss_sample_answers_and_the_best_checkpoint(default_run):
+    cfg = short_config("eval", steps=10)
+    cfg.data.max_rows, cfg.data.eval_size, cfg.train.eval_steps = 200, 0.1, 5
+    cfg.train.early_stopping_patience = 3
+    run_dir = start_run(cfg)
+    status = wait_for(run_dir, timeout=300)
+    assert status["state"] == "completed", runs.log_tail(run_dir, 40)
+    events = runs.read_metrics(run_dir).events
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [5, 10] and all(e["eval_loss"] > 0 for e in evals)
+    samples = [e for e in events if e["event"] == "samples"]
+    assert [e["step"] for e in samples] == [5, 10]
+    assert len(samples[0]["prompts"]) == 4 and len(samples[0]["answers"]) == 4  # the chapter's 2 + 2 held out
+    assert (run_dir / "samples.jsonl").read_text().count("\n") == 2
+    end = next(e for e in events if e["event"] == "end")
+    assert end["best_step"] in (5, 10) and end["best_eval_loss"] == min(e["eval_loss"] for e in evals)
+    dataset = next(e for e in events if e["event"] == "dataset")
+    assert dataset["eval_rows"] == 20 and dataset["used"] == 80  # 10 steps x 8 of the 180 left for training

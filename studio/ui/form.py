@@ -31,7 +31,7 @@ def preview(keys: list[str], values: list, request=None) -> tuple[str, str, str]
 
 def wire_preview(keys: list[str], form: list, outputs: list) -> None:
     """Any change of the form redraws the YAML, the command and the per-node preview."""
-    def _preview(*values, request: gr.Request = None):
+    def _preview(request: gr.Request, *values):
         return preview(keys, list(values), request)
 
     for comp in form:

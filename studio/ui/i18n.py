@@ -353,6 +353,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "dist_node_rank": ("This machine's node rank", "이 컴퓨터의 노드 순번"),
     "dist_endpoint": ("Rendezvous (node 0's host:port)", "랑데부 (노드 0의 host:port)"),
     "dist_preview": ("What runs on each node", "노드마다 실행되는 명령"),
+    "progress_gpus": ("peak reserved per GPU ({n}): {each} GB", "GPU별 최대 예약 ({n}장): {each} GB"),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),
     # export tab (issue 9)
     "tab_export": ("Export", "내보내기"),

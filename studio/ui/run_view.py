@@ -58,7 +58,10 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
     rates = [e["tokens_per_s"] for e in logs[-5:] if e.get("tokens_per_s")]
     if rates:
         parts.append(t("progress_tokens", request, rate=f"{sum(rates) / len(rates):,.0f}"))
-    if last.get("device") == "cuda":
+    if last.get("memory_per_gpu_gb"):  # several GPUs: each one's peak
+        parts.append(t("progress_gpus", request, n=len(last["memory_per_gpu_gb"]),
+                       each=" / ".join(f"{x:.1f}" for x in last["memory_per_gpu_gb"])))
+    elif last.get("device") == "cuda":
         parts.append(t("progress_gpu", request, peak=last["peak_reserved_gb"], pct=last["peak_pct"],
                        total=last["total_gb"], train=last["peak_training_gb"]))
     elif last.get("device") == "cpu":

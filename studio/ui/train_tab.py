@@ -203,10 +203,10 @@ def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox, bro
 
     form_module.wire_preview(form_keys, form, [tab.yaml_view, tab.command, tab.dist_preview])
 
-    def _start(*args, request: gr.Request = None):
+    def _start(request: gr.Request, *args):  # Gradio injects the request by its annotation
         return start(form_keys, list(args[:n]), args[n], request)
 
-    def _fit(*args, request: gr.Request = None):
+    def _fit(request: gr.Request, *args):
         return form_module.fit_to_gpu(form_keys, list(args[:n]), args[n], request)
 
     attached = [tab.state, tab.timer, browser_run]
