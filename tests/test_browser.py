@@ -221,10 +221,14 @@ def test_evaluate_compare_in_chat_and_export_every_format(app_url, browser, arti
     open_tab(page, "Export")
     page.wait_for_function("() => document.querySelector('#export-run input').value.includes('eval-run')",
                            timeout=20_000)
-    for button, shows in (("#export-adapter", "-adapter.zip"), ("#export-merged", "config.json"),
+    for button, shows in (("#export-adapter", ".zip"), ("#export-merged", "chat_template"),
                           ("#export-gguf", ".gguf")):
         page.locator(button).click()
-        page.wait_for_function(f"() => document.body.innerText.includes('{shows}')", timeout=240_000)
+        try:
+            page.wait_for_function(f"() => document.body.innerText.includes('{shows}')", timeout=240_000)
+        except Exception:
+            page.screenshot(path=artifacts / f"export-failed-{button[1:]}.png", full_page=True)
+            raise
     assert "Modelfile" in page.locator("body").inner_text()
     page.get_by_text("Python script", exact=True).first.click()  # the accordion
     page.locator("#export-script").click()

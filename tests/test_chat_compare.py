@@ -21,9 +21,7 @@ def test_two_panes_answer_the_same_message_with_the_same_seed():
 def test_stop_ends_the_answer_early():
     """The Stop button: the answer ends after the current token, long before max_new_tokens."""
     replies = chat_tab.respond("Write a very long story.", [], "base:assets/tiny-qwen3", 400, 1.0, "qwen-3", seed=3)
-    first = next(replies)
-    assert first[0][-1] == {"role": "assistant", "content": ""}
-    next(replies)  # the first piece
+    next(replies)  # the first piece of the answer
     chat_tab.stop_generation(None)
     last = list(replies)[-1]
     assert last[0][-1]["role"] == "assistant"
