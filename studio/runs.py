@@ -429,8 +429,25 @@ def kill(run_dir: Path) -> None:
     from studio import distributed
     status = read_json(Path(run_dir) / "status.json")
     pid = status.get("launcher_pid") or status.get("pid")
-    if pid and worker_alive(run_dir):
-        distributed.kill_job(int(pid))
+    if not worker_alive(run_dir):
+        return
+    pids = [int(pid)] if pid and pid_alive(pid) else lock_holders(Path(run_dir) / "lock")  # not yet written: ask /proc
+    for p in pids:
+        distributed.kill_job(p)
+
+
+def lock_holders(path: Path) -> list[int]:
+    """The processes that have this file open (Linux /proc): a worker that has not written its pid yet."""
+    target, out = str(Path(path).resolve()), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") == target for fd in os.listdir(f"/proc/{entry}/fd")):
+                out.append(int(entry))
+        except OSError:
+            continue
+    return out
 
 
 class Standby:

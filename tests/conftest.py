@@ -67,3 +67,27 @@ def wait_for(run_dir, states=None, timeout=300, step=None):
         time.sleep(0.3)
     raise AssertionError(f"run did not reach {states} in {timeout}s: {runs.view(run_dir)}\n"
                          f"{runs.log_tail(run_dir, 40)}")
+
+
+def stop_everything() -> None:
+    """No worker alive, nothing queued, no scheduler of an earlier test's app: the machine is this test's."""
+    from studio import runs
+    runs.SCHEDULER.stop()
+    if runs.SCHEDULER.thread is not None:
+        runs.SCHEDULER.thread.join(timeout=5)
+    for entry in runs.queue():
+        runs.cancel(entry["run"])
+    live = [p for p in runs.runs_root().iterdir() if p.is_dir() and runs.worker_alive(p)]
+    for run_dir in live:
+        runs.kill(run_dir)
+    deadline = time.time() + 20
+    while any(runs.worker_alive(p) for p in live) and time.time() < deadline:
+        time.sleep(0.2)
+    runs.reap()
+
+
+@pytest.fixture()
+def machine_free():
+    stop_everything()
+    yield
+    stop_everything()

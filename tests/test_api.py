@@ -46,8 +46,10 @@ def test_the_readme_example_runs(app):
 
 
 def test_bad_config_yaml_is_refused_with_every_problem(client):
-    with pytest.raises(Exception, match=r"unknown key 'train.lr'.*learning_rate|learning_rate.*unknown key"):
-        client.predict(config_yaml="train:\n  lr: 1\n  learning_rate: -1\n", api_name="/start_training")
+    with pytest.raises(Exception, match=r"unknown key 'train.lr'.*'train.seed' must be a int"):
+        client.predict(config_yaml="train:\n  lr: 1\n  seed: x\n", api_name="/start_training")
+    with pytest.raises(Exception, match=r"learning_rate must be a positive number.*LoRA r must be at least 1"):
+        client.predict(config_yaml="train:\n  learning_rate: -1\nlora:\n  r: 0\n", api_name="/start_training")
 
 
 def test_status_of_a_run_that_is_not_there(client):

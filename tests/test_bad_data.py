@@ -189,7 +189,7 @@ def test_rows_beyond_max_length_are_dropped_with_a_count():
     off, train_on_responses_only drops them, and the worker says how many."""
     cfg = RunConfig(run_name="too-long-rows")
     cfg.data.source, cfg.data.path = "file", str(CORPUS / "too_long_rows.jsonl")
-    cfg.train.max_length, cfg.train.max_steps, cfg.train.warmup_steps = 128, 3, 0
+    cfg.train.max_length, cfg.train.max_steps, cfg.train.warmup_steps = 128, 6, 0  # 6 x 8 >= 43: every row
     run_dir = start_run(cfg)
     status = wait_for(run_dir, timeout=240)
     assert status["state"] == "completed", runs.log_tail(run_dir, 40)
@@ -197,6 +197,6 @@ def test_rows_beyond_max_length_are_dropped_with_a_count():
     tail.read_new()
     dropped = [e for e in tail.events if e["event"] == "dropped"]
     assert [(e["count"], e["total"]) for e in dropped] == [(3, 43)]
-    assert len(tail.logs) == 3 and (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert len(tail.logs) == 6 and (run_dir / "adapter" / "adapter_config.json").is_file()
     summary = run_view.summary_text(tail.events, status)
     assert "Removed 3 out of 43 samples with no response left after truncation." in summary

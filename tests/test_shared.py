@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, launch_app, wait_for
+from conftest import REPO, launch_app, stop_everything, wait_for
 
 from studio import data, jobs, models, runs, templates
 from studio.auth import LOCAL, User
@@ -27,17 +27,6 @@ def long_config(name: str) -> RunConfig:
 
 def live_workers() -> list[str]:
     return [p.name for p in runs.runs_root().iterdir() if p.is_dir() and runs.worker_alive(p)]
-
-
-def stop_everything() -> None:
-    for entry in runs.queue():
-        runs.cancel(entry["run"])
-    for name in live_workers():
-        runs.kill(runs.runs_root() / name)
-    deadline = time.time() + 20
-    while live_workers() and time.time() < deadline:
-        time.sleep(0.2)
-    runs.reap()
 
 
 @pytest.mark.slow

@@ -47,7 +47,7 @@ def test_the_single_user_pair_still_works(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_queue_survives_an_app_restart():
+def test_the_queue_survives_an_app_restart(machine_free):
     """Queued while the machine is busy; the app goes away; a new app process starts it when the GPU frees."""
     busy = start_run(RunConfig(run_name="busy"))
     wait_for(busy, states=("running",), timeout=240)
@@ -67,7 +67,7 @@ def test_the_queue_survives_an_app_restart():
 
 
 @pytest.mark.slow
-def test_a_run_that_reaches_the_step_cap_stops_with_a_checkpoint_and_says_why(monkeypatch):
+def test_a_run_that_reaches_the_step_cap_stops_with_a_checkpoint_and_says_why(machine_free):
     cfg = RunConfig(run_name="capped")
     cfg.train.max_steps, cfg.data.max_rows = 50, 120
     run_dir = start_run(cfg, env={"STUDIO_CAP_STEPS": "3"})

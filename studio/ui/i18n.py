@@ -422,7 +422,7 @@ def lang(request: gr.Request | None) -> str:
     return "ko" if first.startswith("ko") else "en"
 
 
-def t(key: str, request: gr.Request | None = None, **fmt) -> str:
+def t(key: str, request: gr.Request | None = None, /, **fmt) -> str:
     """The string for `key` in the request's language; a key that is not one (a plain message) as it is."""
     en, ko = STRINGS.get(key, (key, key))
     text = ko if lang(request) == "ko" else en
