@@ -74,7 +74,7 @@ def one_case(args) -> dict:
         run_id, first = status["run_id"], None
         while True:
             status = client.predict(run_id=run_id, api_name="/training_status")
-            if first is None and status.get("points"):
+            if first is None and status.get("loss_step"):
                 first = time.perf_counter() - t0
             if status["state"] in runs.FINAL_STATES:
                 break

@@ -126,11 +126,9 @@ def status(run_id: str, user: User) -> dict:
                                      "failed_rank", "world_size", "best_step", "best_eval_loss")
            if view.get(k) is not None}
     out["run_id"] = run_dir.name
-    tail = runs.read_metrics(run_dir)
-    logs = tail.logs
-    if logs:
-        out["loss"] = logs[-1].get("loss")
-        out["points"] = len(logs)
+    last = runs.last_log(run_dir)
+    if last:
+        out["loss"], out["loss_step"] = last.get("loss"), last.get("step")
     if view.get("state") == "queued":
         out.update(queue_position(run_dir.name))
     return out

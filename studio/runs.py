@@ -256,6 +256,26 @@ class MetricsTail:
         return [e for e in self.events if e.get("event") == "log"]
 
 
+def last_log(run_dir: Path, window: int = 65536) -> dict | None:
+    """The newest "log" event, read from the file's end only (the status is polled every second; a long
+    run's metrics.jsonl is not read whole each time)."""
+    try:
+        with open(Path(run_dir) / "metrics.jsonl", "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - window))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a half-written last line, or the window's cut first line
+        if event.get("event") == "log":
+            return event
+    return None
+
+
 def read_metrics(run_dir: Path) -> MetricsTail:
     tail = MetricsTail(Path(run_dir) / "metrics.jsonl")
     tail.read_new()
