@@ -10,7 +10,7 @@ import shutil
 import pytest
 from conftest import launch_app
 
-from studio import auth, runs
+from studio import auth
 
 pytestmark = pytest.mark.slow
 
