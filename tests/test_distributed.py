@@ -352,7 +352,7 @@ def wait_final(run_dir, timeout=240):
 
 
 @pytest.mark.slow
-def test_stop_and_resume_act_on_every_rank(runs_dir):
+def test_stop_and_resume_act_on_every_rank(runs_dir, machine_free):
     from studio import runs
     cfg = RunConfig()
     cfg.train.max_steps, cfg.data.max_rows, cfg.train.per_device_train_batch_size = 12, 64, 4
@@ -384,7 +384,7 @@ def test_stop_and_resume_act_on_every_rank(runs_dir):
 
 
 @pytest.mark.slow
-def test_kill_from_the_studio_ends_every_rank(runs_dir):
+def test_kill_from_the_studio_ends_every_rank(runs_dir, machine_free):
     from studio import runs
     cfg = RunConfig()
     cfg.train.max_steps, cfg.data.max_rows, cfg.train.per_device_train_batch_size = 400, 64, 4
