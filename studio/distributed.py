@@ -88,7 +88,32 @@ MESSAGES = {
                           "랑데부 주소는 host:port 형식이어야 합니다(포트 1-65535)."),
     "err_dist_gpus_nodes": ("With several nodes, give the GPU count per node (auto cannot see the other nodes).",
                             "노드가 여러 대이면 노드당 GPU 수를 지정하세요(자동은 다른 노드를 볼 수 없습니다)."),
+    # node_commands_text
+    "dist_one_node": ("{world} process(es) on this machine ({strategy}); Start runs:",
+                      "이 컴퓨터에서 프로세스 {world}개({strategy}); 시작 버튼이 실행하는 명령:"),
+    "dist_many_nodes": ("{nodes} nodes x {per_node} GPUs = {world} processes ({strategy}). Every node must reach "
+                        "{endpoint} (node 0, which hosts the rendezvous) and see the run folder {run_dir} at the same "
+                        "path: a shared filesystem (checkpoints, Resume and the adapter need it), or at least a copy "
+                        "of its config.yaml. Each node needs this repository at {repo} with the same Python "
+                        "environment. Node 0 is the machine running the studio (Start launches it there); paste the "
+                        "others' commands on their machines, in any order.",
+                        "노드 {nodes}대 x GPU {per_node}개 = 프로세스 {world}개({strategy}). 모든 노드가 {endpoint}"
+                        "(랑데부를 여는 노드 0)에 접속할 수 있어야 하고, 실행 폴더 {run_dir}를 같은 경로에서 볼 수 "
+                        "있어야 합니다: 공유 파일 시스템(체크포인트, 재개, 어댑터 저장에 필요) 또는 최소한 "
+                        "config.yaml의 사본. 각 노드에는 이 저장소가 {repo}에 있고 같은 Python 환경이 있어야 "
+                        "합니다. 노드 0은 스튜디오를 실행 중인 이 컴퓨터이며(시작 버튼이 여기서 실행합니다), 나머지 "
+                        "노드의 명령은 각 컴퓨터에 붙여 넣으세요. 순서는 상관없습니다."),
+    "dist_loopback": ("Note: {host} is reachable only from this machine: use node 0's network address for real "
+                      "separate machines.",
+                      "참고: {host}는 이 컴퓨터에서만 접속됩니다. 실제로 다른 컴퓨터를 쓰려면 노드 0의 네트워크 "
+                      "주소를 쓰세요."),
+    "dist_node": ("Node {rank}:", "노드 {rank}:"),
+    "dist_node_here": ("Node {rank} (this machine, Start runs it):", "노드 {rank} (이 컴퓨터, 시작 버튼이 실행):"),
 }
+
+
+def _english(key: str, **fields) -> str:
+    return MESSAGES[key][0].format(**fields)
 
 
 @dataclass
@@ -98,6 +123,9 @@ class DistributedConfig:
     nodes: int = 1
     node_rank: int = 0       # which node this machine is (0 = the one running the studio)
     rdzv_endpoint: str = DEFAULT_ENDPOINT  # node 0's address:port, reachable from every node
+    # Each optimizer step's rows dealt to the GPUs with equal work (transformers' BatchRebalanceSampler): with
+    # rows of different lengths, every rank otherwise waits for the one that drew the longest micro-batch.
+    balance: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +139,12 @@ class DistributedConfig:
                 raise ValueError(f"config: unknown key 'distributed.{key}'")
             default = getattr(cls(), key)
             try:
-                out[key] = int(value) if isinstance(default, int) else str(value).strip()
+                if isinstance(default, bool):
+                    if str(value).strip().lower() not in ("true", "false", "1", "0"):
+                        raise ValueError
+                    out[key] = str(value).strip().lower() in ("true", "1")
+                else:
+                    out[key] = int(value) if isinstance(default, int) else str(value).strip()
             except (TypeError, ValueError):
                 raise ValueError(f"config: 'distributed.{key}' must be a {type(default).__name__}, "
                                  f"got {value!r}") from None
@@ -238,28 +271,23 @@ def launch_env(cfg: DistributedConfig, load_in_4bit: bool = False, visible: int 
 
 
 def node_commands_text(cfg: DistributedConfig, run_dir, load_in_4bit: bool = False, resume: bool = False,
-                       repo_root=None, python: str | None = None, visible: int | None = None) -> str:
-    """What to paste on every node (markdown), node 0 first; the studio runs node 0's itself."""
+                       repo_root=None, python: str | None = None, visible: int | None = None, say=None) -> str:
+    """What to paste on every node (markdown), node 0 first; the studio runs node 0's itself.
+    `say(key, **fields)` words it (the UI passes its translations; English by default)."""
     from studio.config import REPO_ROOT
+    say = say or _english
     repo = str(repo_root or REPO_ROOT)
     plan = world_plan(cfg, visible)
-    lines = []
     if plan.nodes == 1:
-        lines.append(f"{plan.world_size} process(es) on this machine ({cfg.strategy}); Start runs:")
-        lines += ["", "```bash", _shell(cfg, run_dir, load_in_4bit, resume, 0, repo, python, visible), "```"]
-        return "\n".join(lines)
+        return "\n".join([say("dist_one_node", world=plan.world_size, strategy=cfg.strategy), "", "```bash",
+                          _shell(cfg, run_dir, load_in_4bit, resume, 0, repo, python, visible), "```"])
+    lines = [say("dist_many_nodes", nodes=plan.nodes, per_node=plan.nproc_per_node, world=plan.world_size,
+                 strategy=cfg.strategy, endpoint=cfg.rdzv_endpoint, run_dir=run_dir, repo=repo)]
     host = (parse_endpoint(cfg.rdzv_endpoint) or ("?", 0))[0]
-    lines.append(f"{plan.nodes} nodes x {plan.nproc_per_node} GPUs = {plan.world_size} processes ({cfg.strategy}). "
-                 f"Every node must reach {cfg.rdzv_endpoint} (node 0, which hosts the rendezvous) and see the run "
-                 f"folder {run_dir} at the same path: a shared filesystem (checkpoints, Resume and the adapter need "
-                 "it), or at least a copy of its config.yaml. Each node needs this repository at "
-                 f"{repo} with the same Python environment. Node 0 is the machine running the studio "
-                 f"(Start launches it there); paste the others' commands on their machines, in any order.")
     if host in ("127.0.0.1", "localhost", "[::1]"):
-        lines.append(f"Note: {host} is reachable only from this machine: use node 0's network address for real "
-                     "separate machines.")
+        lines.append(say("dist_loopback", host=host))
     for r in range(plan.nodes):
-        lines += ["", f"Node {r}" + (" (this machine, Start runs it)" if r == 0 else "") + ":", "```bash",
+        lines += ["", say("dist_node_here" if r == 0 else "dist_node", rank=r), "```bash",
                   _shell(cfg, run_dir, load_in_4bit, resume, r, repo, python, visible), "```"]
     return "\n".join(lines)
 

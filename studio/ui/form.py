@@ -24,7 +24,8 @@ def preview(keys: list[str], values: list, request=None) -> tuple[str, str, str]
         return f"# {say(jobs.Refused('err_config', problems=exc.problems), request)}", "", ""
     run_dir = f"runs/<time>-{runs.sanitize_name(cfg.run_name)}"
     command = " ".join(distributed.launch_command(cfg.distributed, run_dir, python="python"))
-    nodes = distributed.node_commands_text(cfg.distributed, run_dir, cfg.model.load_in_4bit, python="python") \
+    nodes = distributed.node_commands_text(cfg.distributed, run_dir, cfg.model.load_in_4bit, python="python",
+                                           say=lambda key, **kw: t(key, request, **kw)) \
         if distributed.world_plan(cfg.distributed).world_size > 1 else ""
     return cfg.to_yaml(), command, nodes
 

@@ -352,6 +352,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "dist_nodes": ("Nodes (machines)", "노드 (컴퓨터 수)"),
     "dist_node_rank": ("This machine's node rank", "이 컴퓨터의 노드 순번"),
     "dist_endpoint": ("Rendezvous (node 0's host:port)", "랑데부 (노드 0의 host:port)"),
+    "dist_balance": ("Balance lengths across GPUs", "GPU 사이 길이 균형 맞추기"),
+    "dist_balance_info": ("Each step's rows are dealt so every GPU gets about the same number of tokens: no GPU "
+                          "waits for the one that drew the longest rows. Same rows per step as one GPU.",
+                          "스텝마다 행을 나눌 때 GPU마다 토큰 수가 비슷하도록 배분합니다: 가장 긴 행을 받은 GPU를 "
+                          "다른 GPU가 기다리지 않습니다. 스텝마다 쓰는 행은 GPU 하나일 때와 같습니다."),
     "dist_preview": ("What runs on each node", "노드마다 실행되는 명령"),
     "progress_gpus": ("peak reserved per GPU ({n}): {each} GB", "GPU별 최대 예약 ({n}장): {each} GB"),
     "chat_base": ("base model: {name}", "베이스 모델: {name}"),

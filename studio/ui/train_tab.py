@@ -25,7 +25,7 @@ FIELDS = ["run_name", "train.max_length", "train.per_device_train_batch_size", "
           "train.weight_decay", "train.seed", "train.save_steps", "train.save_total_limit", "train.eval_steps",
           "train.early_stopping_patience", "train.sample_prompts", "train.report_to"]
 DIST_FIELDS = ["distributed.gpus", "distributed.strategy", "distributed.nodes", "distributed.node_rank",
-               "distributed.rdzv_endpoint"]  # shown where more than one GPU is visible
+               "distributed.rdzv_endpoint", "distributed.balance"]  # shown where more than one GPU is visible
 
 
 @dataclass
@@ -102,6 +102,8 @@ def build(I, cfg: RunConfig) -> TrainTab:
                 number("distributed.node_rank", "dist_node_rank")
                 f["distributed.rdzv_endpoint"] = gr.Textbox(values["distributed.rdzv_endpoint"],
                                                             label=I("dist_endpoint"))
+                f["distributed.balance"] = gr.Checkbox(values["distributed.balance"], label=I("dist_balance"),
+                                                       info=I("dist_balance_info"))
         dist_preview = gr.Markdown(elem_id="dist-preview")
     with gr.Row():
         fit = gr.Button(I("fit_gpu"), scale=1, elem_id="fit-btn")
