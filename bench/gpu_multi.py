@@ -65,11 +65,12 @@ def run(a) -> int:
     t = cfg.train
     t.per_device_train_batch_size, t.gradient_accumulation_steps = a.micro_batch, a.accum
     t.max_steps, t.learning_rate, t.optim, t.warmup_steps, t.seed = a.steps, a.lr, "adamw_8bit", 2, 3407
+    cfg.distributed.balance = bool(a.balance)  # the worker reads it from config.yaml
     run_dir = runs.create_run(cfg)
 
     port = free_port()
     dcfg = DistributedConfig(gpus=a.gpus, strategy=a.strategy, nodes=a.nodes,
-                             rdzv_endpoint=f"127.0.0.1:{port}")
+                             rdzv_endpoint=f"127.0.0.1:{port}", balance=bool(a.balance))
     procs = []
     t0 = time.time()
     # several "nodes" on this machine: one torchrun each, each seeing its own GPUs
@@ -111,7 +112,7 @@ def run(a) -> int:
     tail.read_new()
     logs = tail.logs
     res = {"name": a.name, "model": a.model, "gpus_per_node": a.gpus, "nodes": a.nodes, "strategy": a.strategy,
-           "world_size": a.gpus * a.nodes, "micro_batch": a.micro_batch, "accum": a.accum, "gc": a.gc,
+           "world_size": a.gpus * a.nodes, "balance": bool(a.balance), "micro_batch": a.micro_batch, "accum": a.accum, "gc": a.gc,
            "load_in_4bit": bool(a.load_in_4bit), "lr": a.lr, "steps": a.steps, "warmup": a.warmup,
            "run_dir": str(run_dir), "rcs": rcs, "wall_s": wall, "state": status.get("state"),
            "error": status.get("error"), "failed_rank": status.get("failed_rank"),
@@ -119,6 +120,8 @@ def run(a) -> int:
            "logs": [{"step": e["step"], "time": e["time"], "tokens": e.get("tokens_seen"), "loss": e.get("loss"),
                      "memory_per_gpu_gb": e.get("memory_per_gpu_gb"), "peak_reserved_gb": e.get("peak_reserved_gb")}
                     for e in logs]}
+    log_text = (run_dir / "worker.log").read_text(errors="replace") if (run_dir / "worker.log").is_file() else ""
+    res["padding"] = next((x.strip()[:160] for x in log_text.splitlines() if "adding" in x and "Unsloth" in x), None)
     mems = [e.get("memory_per_gpu_gb") or [e.get("peak_reserved_gb")] for e in logs]
     if mems and all(m and m[0] is not None for m in mems):
         res["memory_per_gpu_gb"] = [max(m[i] for m in mems) for i in range(len(mems[-1]))]
@@ -227,7 +230,9 @@ def report(a) -> int:
         mem = r.get("memory_per_gpu_gb")
         rows.append({**r, "name": name, "mem": " / ".join(f"{m:.1f}" for m in mem) if mem else None,
                      "setting": f"{r['strategy']} {r['nodes']}x{r['gpus_per_node']}, mb {r['micro_batch']} x "
-                                f"{r['accum']}, gc {r['gc']}"})
+                                f"{r['accum']}, gc {r['gc']}"
+                                + ("" if r["world_size"] == 1 else ", balanced" if r.get("balance", False)
+                                   else ", not balanced")})
     print(C.table(rows, [("name", "run", ""), ("setting", "setting", ""), ("state", "state", ""),
                          ("tokens_per_s", "steady tokens/s (all GPUs)", ",.0f"),
                          ("tokens_per_s_per_gpu", "per GPU", ",.0f"), ("s_per_step", "s/step", ".3f"),
@@ -235,18 +240,22 @@ def report(a) -> int:
                          ("wall_s", "process wall s", ".0f")]))
     print()
     base = res.get("ddp1")
-    for name, need in (("ddp2", 1.85), ("ddp4", 3.6)):
+    for name, need in (("ddp2", 1.85), ("ddp4", 3.6), ("ddp2_plain", 1.85), ("ddp4_plain", 3.6)):
         r = res.get(name)
         if base and r and base.get("tokens_per_s") and r.get("tokens_per_s"):
             x = r["tokens_per_s"] / base["tokens_per_s"]
             print(f"scaling {name} / ddp1: {x:.3f}x (target >= {need}x): {'MET' if x >= need else 'NOT MET'}")
         else:
             print(f"scaling {name} / ddp1: not measured")
+    for name, r in res.items():
+        if r.get("padding"):
+            print(f"{name}: {r['padding']}")
 
     def curve(r):
         return {e["step"]: e["loss"] for e in r.get("logs", []) if e.get("loss") is not None}
 
-    for ref, other in (("ddp1", "ddp2"), ("ddp1", "nodes2"), ("ddp2", "nodes2"), ("ddp1", "ddp1_rep")):
+    for ref, other in (("ddp1", "ddp2"), ("ddp1", "nodes2"), ("ddp2", "nodes2"), ("ddp1", "ddp1_rep"),
+                       ("ddp1", "ddp2_plain"), ("ddp4_plain", "ddp4")):
         if ref in res and other in res:
             x, y = curve(res[ref]), curve(res[other])
             steps = sorted(set(x) & set(y))
@@ -277,6 +286,7 @@ def main(argv=None) -> int:
     r.add_argument("--micro-batch", type=int, default=8)
     r.add_argument("--accum", type=int, default=1)
     r.add_argument("--gc", default="false", choices=["false", "true", "unsloth"])
+    r.add_argument("--balance", type=int, default=1, help="0: ranks take their micro-batches unbalanced")
     r.add_argument("--load-in-4bit", type=int, default=0)
     r.add_argument("--max-length", type=int, default=2048)
     r.add_argument("--lr", type=float, default=1e-3)

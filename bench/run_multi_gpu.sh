@@ -6,12 +6,15 @@
 #   bash bench/run_multi_gpu.sh scaling    # only the Qwen3-4B runs (ddp1, ddp2, ddp4, nodes2; ~5 min)
 #   bash bench/run_multi_gpu.sh fsdp2      # only the Qwen3-32B FSDP2 run (~4 min)
 #   REPEAT=1 bash bench/run_multi_gpu.sh scaling   # + ddp1 and ddp2 once more (process-to-process spread)
+#   PLAIN=1 bash bench/run_multi_gpu.sh scaling    # + ddp2 and ddp4 without length balancing (its effect)
 #
 # Every run is the studio worker launched by studio.distributed.launch_command (what the Train tab runs),
 # in its own process under `timeout`; one that would pass BUDGET is skipped and said so. In order:
 #   ddp1     1 GPU, Qwen3-4B shape, fit preset (16-bit, micro-batch 8, no checkpointing), accumulation 2
 #   ddp2     2 GPUs, DDP, same per-GPU micro-batch, accumulation 1: same effective batch (16) and rows as ddp1
 #   ddp4     4 GPUs, DDP, accumulation 1 (skipped with fewer than 4 GPUs)
+#            (ddp2 and ddp4 balance each step's rows across ranks, the studio's default; PLAIN=1 adds
+#            ddp2_plain and ddp4_plain without it, the earlier behaviour)
 #   nodes2   two torchrun "nodes" on this machine, one GPU each (CUDA_VISIBLE_DEVICES), static rendezvous on
 #            127.0.0.1: the same run as ddp2
 #   fsdp2_32b  Qwen3-32B shape (random weights, built as safetensors shards in /dev/shm or /tmp), native
@@ -82,6 +85,10 @@ if [ "$NGPU" -ge 4 ]; then
     run ddp4 70 150 "${COMMON[@]}" --gpus 4 --accum 1
 else
     echo "== SKIP ddp4 (fewer than 4 GPUs)"
+fi
+if [ "${PLAIN:-0}" = 1 ]; then
+    [ "$NGPU" -ge 4 ] && run ddp4_plain 70 150 "${COMMON[@]}" --gpus 4 --accum 1 --balance 0
+    { [ "$NGPU" -ge 2 ] || [ "${FORCE_CPU:-0}" = 1 ]; } && run ddp2_plain 70 150 "${COMMON[@]}" --gpus 2 --accum 1 --balance 0
 fi
 if [ "$NGPU" -ge 2 ] || [ "${FORCE_CPU:-0}" = 1 ]; then
     run nodes2 70 150 "${COMMON[@]}" --gpus 1 --nodes 2 --accum 1
