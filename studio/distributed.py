@@ -123,8 +123,8 @@ class DistributedConfig:
     nodes: int = 1
     node_rank: int = 0       # which node this machine is (0 = the one running the studio)
     rdzv_endpoint: str = DEFAULT_ENDPOINT  # node 0's address:port, reachable from every node
-    # Each optimizer step's rows dealt to the GPUs with equal work (transformers' BatchRebalanceSampler): with
-    # rows of different lengths, every rank otherwise waits for the one that drew the longest micro-batch.
+    # Each optimizer step's rows dealt to the GPUs with equal work (studio/balance.py): with rows of different
+    # lengths, every rank otherwise waits for the one that drew the longest micro-batch.
     balance: bool = True
 
     def to_dict(self) -> dict:

@@ -310,24 +310,10 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         dataset_num_proc=1,
         ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # no graph walk per step
         # several ranks: each step's rows (the same ones one GPU would take) split into micro-batches of equal
-        # cost, so no rank waits for the longest; one rank keeps plain shuffling (same rows, same steps)
+        # cost, so no rank waits for the longest (studio/balance.py); one rank keeps plain shuffling
         train_sampling_strategy="batch_rebalance" if dist.world_size() > 1 and cfg.distributed.balance
         else "random",
     )
-
-
-def seed_balanced_sampler(trainer, seed: int) -> None:
-    """transformers builds its BatchRebalanceSampler with a fixed seed (42); give it the run's, which the one-GPU
-    shuffle also uses, so that N GPUs take the same rows at each step as one GPU does."""
-    from transformers.trainer_pt_utils import BatchRebalanceSampler
-    make = trainer._get_train_sampler
-
-    def train_sampler(*args, **kwargs):
-        sampler = make(*args, **kwargs)
-        if isinstance(sampler, BatchRebalanceSampler):
-            sampler.seed = seed
-        return sampler
-    trainer._get_train_sampler = train_sampler
 
 
 def model_source(cfg: RunConfig, files: RunFiles) -> str:
@@ -469,7 +455,9 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, args=args, callbacks=callbacks)
     studio_callback = callbacks[0]
-    seed_balanced_sampler(trainer, cfg.train.seed)
+    if dist.world_size() > 1 and cfg.distributed.balance:
+        from studio import balance
+        balance.install(trainer, cfg.train.seed, balance.attention_share(model.config, total))
     if on_gpu or dist.world_size() > 1:  # else transformers gathers across ranks on every micro-batch
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))

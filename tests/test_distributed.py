@@ -171,6 +171,36 @@ def test_rank_helpers_outside_torchrun(monkeypatch):
     assert not dist.is_main()
 
 
+def test_balanced_sampler_deals_each_steps_rows_evenly():
+    """Every rank gets about the same tokens at each step, and the steps hold the rows one GPU's shuffle holds."""
+    import random
+    import statistics
+
+    import torch
+    from transformers.trainer_pt_utils import BatchRebalanceSampler
+
+    from studio.balance import TokenBalancedSampler
+    rng = random.Random(0)
+    lengths = [rng.randint(128, 1536) for _ in range(640)]
+    dp, accum, micro = 4, 2, 8
+    effective = dp * accum * micro
+    per_rank = [list(TokenBalancedSampler(BatchRebalanceSampler(lengths, effective, dp, accum, rank=r), seed=3407,
+                                          attention=3.7e-5)) for r in range(dp)]
+    one_gpu = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(3407)).tolist()
+    spreads = []
+    for step in range(len(lengths) // effective):
+        batches = [per_rank[r][step * accum:(step + 1) * accum] for r in range(dp)]
+        rows = sorted(i for rank in batches for b in rank for i in b)
+        assert rows == sorted(one_gpu[step * effective:(step + 1) * effective])  # the same rows as one GPU
+        for slot in range(accum):  # ranks wait for each other once per micro-batch
+            tokens = [sum(lengths[i] for i in batches[r][slot]) for r in range(dp)]
+            spreads.append(max(tokens) / statistics.mean(tokens))
+    plain = [max(sum(lengths[i] for i in one_gpu[s:s + micro]) for s in range(b, b + dp * micro, micro)) /
+             statistics.mean(sum(lengths[i] for i in one_gpu[s:s + micro]) for s in range(b, b + dp * micro, micro))
+             for b in range(0, len(lengths) - dp * micro + 1, dp * micro)]
+    assert statistics.mean(spreads) < 1.03 < 1.1 < statistics.mean(plain)
+
+
 # ---------------------------------------------------------------- the real thing, on the CPU
 
 def make_run(runs_dir, steps=6, micro_batch=4, accum=1, balance=True):
