@@ -121,6 +121,7 @@ def run(a) -> int:
                      "memory_per_gpu_gb": e.get("memory_per_gpu_gb"), "peak_reserved_gb": e.get("peak_reserved_gb")}
                     for e in logs]}
     log_text = (run_dir / "worker.log").read_text(errors="replace") if (run_dir / "worker.log").is_file() else ""
+    res["recompiles"] = log_text.count("Recompiling")  # seen with TORCH_LOGS=recompiles
     res["padding"] = next((x.strip()[:160] for x in log_text.splitlines() if "adding" in x and "Unsloth" in x), None)
     mems = [e.get("memory_per_gpu_gb") or [e.get("peak_reserved_gb")] for e in logs]
     if mems and all(m and m[0] is not None for m in mems):
@@ -249,7 +250,7 @@ def report(a) -> int:
             print(f"scaling {name} / ddp1: not measured")
     for name, r in res.items():
         if r.get("padding"):
-            print(f"{name}: {r['padding']}")
+            print(f"{name}: {r['padding']}; torch.compile recompiles logged: {r.get('recompiles')}")
 
     def curve(r):
         return {e["step"]: e["loss"] for e in r.get("logs", []) if e.get("loss") is not None}

@@ -192,6 +192,7 @@ def test_balanced_sampler_deals_each_steps_rows_evenly():
         batches = [per_rank[r][step * accum:(step + 1) * accum] for r in range(dp)]
         rows = sorted(i for rank in batches for b in rank for i in b)
         assert rows == sorted(one_gpu[step * effective:(step + 1) * effective])  # the same rows as one GPU
+        assert all(len(b) == micro for rank in batches for b in rank)  # the run's micro-batch, as configured
         for slot in range(accum):  # ranks wait for each other once per micro-batch
             tokens = [sum(lengths[i] for i in batches[r][slot]) for r in range(dp)]
             spreads.append(max(tokens) / statistics.mean(tokens))
