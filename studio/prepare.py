@@ -6,7 +6,7 @@ SFTTrainer + Unsloth's `train_on_responses_only` would make from the text (same 
 Unsloth's own masking function; tests/test_prepare.py checks it), without their passes over every row.
 
 Only the rows a run uses are prepared (`data.select_rows`), in chunks (in several processes where the host
-has cores to spare), with progress; the result is cached on disk under runs/.cache/prepared/<key>, keyed by
+has several cores), with progress; the result is cached on disk under runs/.cache/prepared/<key>, keyed by
 everything that changes it, so a second run on the same data, template and max_length reuses it.
 """
 from __future__ import annotations
@@ -114,10 +114,12 @@ def _no_pool():
 
 
 def default_processes(n_rows: int) -> int:
+    """One per core (the parent mostly waits for them), at most 16; one for small jobs.
+    bench/cpu_prepare.py: on 2 cores, 2 processes prepare 20,000 rows 1.41x faster than one."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if n_rows < PARALLEL_MIN_ROWS or cores <= 2:
+    if n_rows < PARALLEL_MIN_ROWS or cores < 2:
         return 1
-    return min(cores - 1, 16, -(-n_rows // CHUNK_ROWS))
+    return min(cores, 16, -(-n_rows // CHUNK_ROWS))
 
 
 def load_cached(key: str):

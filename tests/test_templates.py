@@ -113,3 +113,14 @@ def test_prepared_rows_equal_what_sfttrainer_and_train_on_responses_only_make():
     assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
     parallel, _ = prepare.prepare(ds, rows, tok, "qwen-3", 40, True, processes=2)  # chunks in 2 processes
     assert parallel["input_ids"] == ours["input_ids"] and parallel["labels"] == ours["labels"]
+
+
+def test_prepare_uses_a_process_per_core_for_big_jobs(monkeypatch):
+    from studio import prepare
+    monkeypatch.setattr(prepare.os, "sched_getaffinity", lambda pid: set(range(2)))
+    assert prepare.default_processes(100) == 1  # small: starting processes costs more than it saves
+    assert prepare.default_processes(100_000) == 2
+    monkeypatch.setattr(prepare.os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert prepare.default_processes(100_000) == 16
+    monkeypatch.setattr(prepare.os, "sched_getaffinity", lambda pid: {0})
+    assert prepare.default_processes(100_000) == 1
