@@ -92,20 +92,20 @@ MESSAGES = {
     "dist_one_node": ("{world} process(es) on this machine ({strategy}); Start runs:",
                       "이 컴퓨터에서 프로세스 {world}개({strategy}); 시작 버튼이 실행하는 명령:"),
     "dist_many_nodes": ("{nodes} nodes x {per_node} GPUs = {world} processes ({strategy}). Every node must reach "
-                        "{endpoint} (node 0, which hosts the rendezvous) and see the run folder {run_dir} at the same "
-                        "path: a shared filesystem (checkpoints, Resume and the adapter need it), or at least a copy "
-                        "of its config.yaml. Each node needs this repository at {repo} with the same Python "
+                        "`{endpoint}` (node 0, which hosts the rendezvous) and see the run folder `{run_dir}` at "
+                        "the same path: a shared filesystem (checkpoints, Resume and the adapter need it), or at least a copy "
+                        "of its config.yaml. Each node needs this repository at `{repo}` with the same Python "
                         "environment. Node 0 is the machine running the studio (Start launches it there); paste the "
                         "others' commands on their machines, in any order.",
-                        "노드 {nodes}대 x GPU {per_node}개 = 프로세스 {world}개({strategy}). 모든 노드가 {endpoint}"
-                        "(랑데부를 여는 노드 0)에 접속할 수 있어야 하고, 실행 폴더 {run_dir}를 같은 경로에서 볼 수 "
+                        "노드 {nodes}대 x GPU {per_node}개 = 프로세스 {world}개({strategy}). 모든 노드가 `{endpoint}`"
+                        "(랑데부를 여는 노드 0)에 접속할 수 있어야 하고, 실행 폴더 `{run_dir}`를 같은 경로에서 볼 수 "
                         "있어야 합니다: 공유 파일 시스템(체크포인트, 재개, 어댑터 저장에 필요) 또는 최소한 "
-                        "config.yaml의 사본. 각 노드에는 이 저장소가 {repo}에 있고 같은 Python 환경이 있어야 "
+                        "config.yaml의 사본. 각 노드에는 이 저장소가 `{repo}`에 있고 같은 Python 환경이 있어야 "
                         "합니다. 노드 0은 스튜디오를 실행 중인 이 컴퓨터이며(시작 버튼이 여기서 실행합니다), 나머지 "
                         "노드의 명령은 각 컴퓨터에 붙여 넣으세요. 순서는 상관없습니다."),
     "dist_loopback": ("Note: {host} is reachable only from this machine: use node 0's network address for real "
                       "separate machines.",
-                      "참고: {host}는 이 컴퓨터에서만 접속됩니다. 실제로 다른 컴퓨터를 쓰려면 노드 0의 네트워크 "
+                      "참고: {host} 주소는 이 컴퓨터에서만 접속됩니다. 실제로 다른 컴퓨터를 쓰려면 노드 0의 네트워크 "
                       "주소를 쓰세요."),
     "dist_node": ("Node {rank}:", "노드 {rank}:"),
     "dist_node_here": ("Node {rank} (this machine, Start runs it):", "노드 {rank} (이 컴퓨터, 시작 버튼이 실행):"),
@@ -285,7 +285,7 @@ def node_commands_text(cfg: DistributedConfig, run_dir, load_in_4bit: bool = Fal
                  strategy=cfg.strategy, endpoint=cfg.rdzv_endpoint, run_dir=run_dir, repo=repo)]
     host = (parse_endpoint(cfg.rdzv_endpoint) or ("?", 0))[0]
     if host in ("127.0.0.1", "localhost", "[::1]"):
-        lines.append(say("dist_loopback", host=host))
+        lines += ["", say("dist_loopback", host=host)]  # its own paragraph
     for r in range(plan.nodes):
         lines += ["", say("dist_node_here" if r == 0 else "dist_node", rank=r), "```bash",
                   _shell(cfg, run_dir, load_in_4bit, resume, r, repo, python, visible), "```"]

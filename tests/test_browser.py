@@ -235,3 +235,30 @@ def test_evaluate_compare_in_chat_and_export_every_format(app_url, browser, arti
     page.wait_for_function("() => document.body.innerText.includes('import unsloth')", timeout=60_000)
     page.screenshot(path=artifacts / "tab-export.png", full_page=True)
     page.close()
+
+
+def test_several_gpus_section_and_node_commands(browser, artifacts, monkeypatch):
+    """Where more than one GPU is visible, the Train tab shows the torchrun section and what each node runs,
+    in the page's language. (Four GPUs are announced through CUDA_VISIBLE_DEVICES, which is all the studio
+    reads to count them; nothing is started here.)"""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    demo = launch_app()
+    try:
+        for locale, tab, nodes_label, node_1 in (("en-US", "4 · Train", "Nodes (machines)", "Node 1:"),
+                                                 ("ko-KR", "4 · 훈련", "노드 (컴퓨터 수)", "노드 1:")):
+            page = browser.new_page(locale=locale, viewport={"width": 1400, "height": 1800})
+            page.goto(demo.local_url)
+            open_tab(page, tab)
+            preview = page.locator("#dist-preview")
+            preview.get_by_text("--nproc-per-node 4").first.wait_for()  # one node, every visible GPU
+            nodes = page.get_by_label(nodes_label)
+            nodes.fill("2")
+            nodes.press("Enter")
+            preview.get_by_text(node_1).wait_for()
+            text = preview.inner_text()
+            assert text.count("--nnodes 2") == 2 and "--node-rank 1" in text
+            assert "runs/<time>-" in text  # the placeholder is shown, not swallowed as an HTML tag
+            page.screenshot(path=str(artifacts / f"several-gpus-{locale}.png"), full_page=True)
+            page.close()
+    finally:
+        demo.close()

@@ -140,7 +140,7 @@ def test_node_commands_text_in_korean():
     korean = dist.node_commands_text(cfg, "/r", python=PY, say=lambda key, **kw: STRINGS[key][1].format(**kw))
     english = dist.node_commands_text(cfg, "/r", python=PY)
     assert "노드 2대 x GPU 1개 = 프로세스 2개" in korean and "노드 0 (이 컴퓨터" in korean and "노드 1:" in korean
-    assert "127.0.0.1는 이 컴퓨터에서만" in korean and "Node" not in korean
+    assert "127.0.0.1 주소는 이 컴퓨터에서만" in korean and "Node" not in korean
     commands = [x for x in english.splitlines() if x.startswith("cd ")]
     assert len(commands) == 2 and commands == [x for x in korean.splitlines() if x.startswith("cd ")]
 

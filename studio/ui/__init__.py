@@ -8,6 +8,7 @@ import gradio as gr
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
 from studio.ui import api, chat_tab, dataset_tab, export_tab, model_tab, runs_tab, template_tab, train_tab
+from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
 
 CSS_PATH = REPO_ROOT / "assets" / "studio.css"
@@ -88,7 +89,9 @@ def build_app() -> gr.Blocks:
             return train_tab.on_load(browser_value, keys, request)
 
         demo.load(_on_load, browser_run, [train.state, train.timer, browser_run, *form],
-                  api_visibility="private").then(train_tab.poll, train.state, polled, api_visibility="private")
+                  api_visibility="private").then(train_tab.poll, train.state, polled, api_visibility="private").then(
+            form_module.preview_handler(keys), form, [train.yaml_view, train.command, train.dist_preview],
+            api_visibility="private")  # in the page's language, from the start (the form may not change)
         demo.load(who, None, identity, api_visibility="private")
         demo.load(**refresh_chat)
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],

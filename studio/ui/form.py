@@ -30,13 +30,16 @@ def preview(keys: list[str], values: list, request=None) -> tuple[str, str, str]
     return cfg.to_yaml(), command, nodes
 
 
-def wire_preview(keys: list[str], form: list, outputs: list) -> None:
-    """Any change of the form redraws the YAML, the command and the per-node preview."""
+def preview_handler(keys: list[str]):
     def _preview(request: gr.Request, *values):
         return preview(keys, list(values), request)
+    return _preview
 
+
+def wire_preview(keys: list[str], form: list, outputs: list) -> None:
+    """Any change of the form redraws the YAML, the command and the per-node preview (page load: ui/__init__)."""
     for comp in form:
-        comp.change(_preview, form, outputs, api_visibility="private", queue=False)
+        comp.change(preview_handler(keys), form, outputs, api_visibility="private", queue=False)
 
 
 def values_of_run(run_id: str | None, keys: list[str]) -> list:
