@@ -73,3 +73,29 @@ def test_bundled_sample_matches_unsloth_standardize_data_formats():
     for i in range(0, len(ds), 37):
         assert ds.standardized(i) == theirs[i]["conversations"]
     assert resolve_path(BUNDLED_DATA).is_file()
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64, 1 << 20])
+def test_line_index_matches_a_line_by_line_reading(tmp_path, block):
+    """The numpy index agrees with Python's own lines: blank and space-only lines, a BOM alone, CRLF, no final
+    newline, and lines that cross the blocks it reads."""
+    import io
+    import random
+    rng = random.Random(block)
+    pieces = [b"\xef\xbb\xbf{\"a\": 1}\n", b"\n", b"   \t\n", b"\xef\xbb\xbf\n", b"\r\n", b"{\"b\": 2}\r\n",
+              b" {\"c\": 3}\n", b"\x0b\x0c\n", b"x" * 40 + b"\n", b"\xef\xbb\xbf  \n", b"abc\n"]
+    for case in range(20):
+        body = b"".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        if case % 2:
+            body += b"{\"tail\": true}"  # no final newline
+        path = tmp_path / f"f{case}.jsonl"
+        path.write_bytes(body)
+        want, offset = ([], [], []), 0
+        for number, line in enumerate(io.BytesIO(body), 1):  # a binary file's lines end at b"\n" only
+            if line.strip() and line.strip() != b"\xef\xbb\xbf":
+                want[0].append(offset)
+                want[1].append(offset + len(line))
+                want[2].append(number)
+            offset += len(line)
+        got = data.index_lines(path, block=block)
+        assert tuple(list(x) for x in got) == want, body
