@@ -4,10 +4,13 @@ for an uploaded 100,000-row FineTome-shaped file, each through the real app (gra
     .venv/bin/python bench/cpu_big_data.py [--rows 100000] [--steps 5] [--repeat 2]
 
 Each case runs in a fresh app process (so its peak memory is its own): the app starts with its standby worker,
-the dataset is previewed (as on the Dataset tab), then Start; the clock runs from Start until the status shows the
-first loss point. Also: the same 100k run again (prepared data reused), and the time to the first page of the
-Dataset tab. Targets (issue 7): the 100k file reaches its first point within 1.5x the default's time; the
-default within 8 s of Start; peak memory of the app and of the worker on 100k rows at most 1.5x the 600-row run's.
+the dataset is previewed (as on the Dataset tab), then Start. The first point's time runs from Start until the
+worker writes the first loss point (its metrics.jsonl timestamp, on this machine's clock); the Train tab shows it
+at its next poll. Meanwhile the status is polled once a second, as the Train tab does (--poll; ten times a second
+took ~0.4 s of the 2 cores from a long-row first step), and "seen by the poll" is when that saw it. Also: the
+same run again (prepared data reused), and the time to the first page of the Dataset tab.
+Targets (issue 7): the 100k file reaches its first point within 1.5x the default's time; the default within 8 s
+of Start; peak memory of the app and of the worker on 100k rows at most 1.5x the 600-row run's.
 """
 import argparse
 import json
@@ -69,20 +72,23 @@ def one_case(args) -> dict:
                                                                      f"path: {args.file}")
     results = []
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, clicked = time.perf_counter(), time.time()
         status = client.predict(config_yaml=cfg, api_name="/start_training")
-        run_id, first = status["run_id"], None
+        run_id, seen = status["run_id"], None
         while True:
             status = client.predict(run_id=run_id, api_name="/training_status")
-            if first is None and status.get("loss_step"):
-                first = time.perf_counter() - t0
+            if seen is None and status.get("loss_step"):
+                seen = time.perf_counter() - t0
             if status["state"] in runs.FINAL_STATES:
                 break
-            time.sleep(0.1)
+            time.sleep(args.poll)
         events = runs.read_metrics(runs.runs_root() / run_id).events
+        # when the worker wrote the first loss point (its own clock, this machine's): what the Train tab shows
+        # at its next poll; `seen` adds this loop's polling delay
+        first = next(e["time"] for e in events if e["event"] == "log" and "loss" in e) - clicked
         end = next(e for e in events if e["event"] == "end")
         prepared = next(e for e in events if e["event"] == "prepared")
-        results.append({"state": status["state"], "first_point_s": round(first or -1, 2),
+        results.append({"state": status["state"], "first_point_s": round(first, 2), "seen_s": round(seen or -1, 2),
                         "phases": {p["phase"]: p["seconds"] for p in end["phases"]},
                         "reused": prepared["reused"], "worker_peak_gb": end.get("process_peak_gb")})
         deadline = time.time() + 120
@@ -99,6 +105,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--poll", type=float, default=1.0,
+                        help="seconds between status calls (the Train tab polls once a second)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--file", default="", help=argparse.SUPPRESS)
     parser.add_argument("--runs", default="", help=argparse.SUPPRESS)
@@ -119,7 +127,7 @@ def main() -> None:
              (f"{args.rows:,}-row file", str(big)))
     for n, (name, file) in enumerate(cases):
         cmd = [sys.executable, __file__, "--case", name, "--file", file, "--runs", str(tmp / f"runs-{n}"),
-               "--steps", str(args.steps), "--repeat", str(args.repeat)]
+               "--steps", str(args.steps), "--repeat", str(args.repeat), "--poll", str(args.poll)]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)  # noqa: S603
         line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
         if line is None:
@@ -127,15 +135,15 @@ def main() -> None:
             raise SystemExit(f"case {name} failed")
         out[name] = json.loads(line[7:])
     print(f"\nmax_steps {args.steps}, bundled tiny model, standby worker on; times from Start\n")
-    print("| case | run | first page s | Start -> first point s | prepared | worker start / model / data / "
+    print("| case | run | first page s | Start -> first point s | seen by the poll s | prepared | worker start / model / data / "
           "prepare / trainer / first step s | worker peak GB | app peak GB |")
-    print("|---|---|---:|---:|---|---|---:|---:|")
+    print("|---|---|---:|---:|---:|---|---|---:|---:|")
     for name, r in out.items():
         for i, run in enumerate(r["runs"], 1):
             p = run["phases"]
             phases = " / ".join(f"{p.get(k, 0):.2f}" for k in ("worker", "model_load", "data", "prepare", "trainer",
                                                                 "first_step"))
-            print(f"| {name} | {i} | {r['first_page_s']} | {run['first_point_s']} | "
+            print(f"| {name} | {i} | {r['first_page_s']} | {run['first_point_s']} | {run['seen_s']} | "
                   f"{'reused' if run['reused'] else 'made'} | {phases} | {run['worker_peak_gb']} | {r['app_peak_gb']} |")
     small, same_rows, large = list(out.values())
     ratio = large["runs"][0]["first_point_s"] / small["runs"][0]["first_point_s"]
