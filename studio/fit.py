@@ -318,23 +318,29 @@ def apply(cfg, est: Estimate):
     return cfg
 
 
-DESCRIBE_EN = {
-    "fit_no_config": "No estimate: the model's config.json is not available.",
-    "fit_no_gpu": "No GPU: the fit-to-GPU preset needs one.",
-    "fit_planned": "planned on {n} sampled rows of this dataset (mean {mean} tokens, longest {longest})",
-    "fit_assumed": "every row assumed {n} tokens long",
-    "fit_free": "GPU free: {free} GiB · {planned}",
-    "fit_header": "| | settings | est. peak GiB | worst case GiB | est. speed |",
-    "fit_chapter": "the chapter's settings",
-    "fit_pick": "fit to this GPU",
-    "fit_none_fits": "Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
+# What describe() says -> (English, Korean); studio/ui/i18n.py takes them in.
+MESSAGES = {
+    "fit_no_gpu": ("No GPU here: the fit-to-GPU preset needs one (on CPU the bundled defaults are already right).",
+                   "GPU가 없습니다: 이 기능은 GPU가 필요합니다(CPU에서는 내장 기본값이 이미 적절합니다)."),
+    "fit_no_config": ("No estimate: the model's config.json is not available.",
+                      "추정할 수 없습니다: 모델의 config.json이 없습니다."),
+    "fit_planned": ("planned on {n} sampled rows of this dataset (mean {mean} tokens, longest {longest})",
+                    "이 데이터셋에서 뽑은 {n}개 행 기준 (평균 {mean} 토큰, 최장 {longest})"),
+    "fit_assumed": ("every row assumed {n} tokens long", "모든 행을 {n} 토큰으로 가정"),
+    "fit_free": ("GPU free: {free} GiB · {planned}", "GPU 여유: {free} GiB · {planned}"),
+    "fit_header": ("| | settings | est. peak GiB | worst case GiB | est. speed |",
+                   "| | 설정 | 예상 최대 GiB | 최악의 경우 GiB | 예상 속도 |"),
+    "fit_chapter": ("the chapter's settings", "교재 설정"),
+    "fit_pick": ("fit to this GPU", "이 GPU에 맞춤"),
+    "fit_none_fits": ("Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
+                      "교재 설정도 들어가지 않을 수 있습니다: max_length를 줄이거나 GPU 메모리를 비우세요."),
 }
 
 
 def describe(cfg, free_gb: float | None = None, lengths: list[int] | None = None, say=None) -> str:
     """Markdown for the Train tab: the chapter's settings and the preset, with their estimates.
     `say(key, **fields)` words it (the UI passes its translations; English by default)."""
-    say = say or (lambda key, **kw: DESCRIBE_EN[key].format(**kw))
+    say = say or (lambda key, **kw: MESSAGES[key][0].format(**kw))
     mc = model_config_for(cfg.model.name)
     if mc is None:
         return say("fit_no_config")

@@ -455,9 +455,8 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, args=args, callbacks=callbacks)
     studio_callback = callbacks[0]
-    if dist.world_size() > 1 and cfg.distributed.balance:
-        from studio import balance
-        balance.install(trainer, cfg.train.seed, balance.attention_share(model.config, total))
+    from studio import balance  # acts where sft_config asked for balanced ranks
+    balance.install(trainer, cfg.train.seed, balance.attention_share(model.config, total))
     if on_gpu or dist.world_size() > 1:  # else transformers gathers across ranks on every micro-batch
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))

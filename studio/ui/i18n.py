@@ -134,8 +134,6 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "setting that fits (same effective batch as the chapter).",
                      "4비트/16비트 × 마이크로배치 × 체크포인팅 조합의 최대 메모리를 추정해, 들어가는 가장 빠른 설정을 고릅니다"
                      "(실질 배치는 교재와 동일)."),
-    "fit_no_gpu": ("No GPU here: the fit-to-GPU preset needs one (on CPU the bundled defaults are already right).",
-                   "GPU가 없습니다: 이 기능은 GPU가 필요합니다(CPU에서는 내장 기본값이 이미 적절합니다)."),
     "progress_step": ("step", "스텝"),
     "progress_elapsed": ("elapsed {elapsed} · ETA {eta}", "경과 {elapsed} · 남은 시간 {eta}"),
     "progress_tokens": ("{rate} tokens/s", "초당 {rate} 토큰"),
@@ -327,18 +325,6 @@ STRINGS: dict[str, tuple[str, str]] = {
                  "어댑터는 가장 좋은 체크포인트입니다: {step} 스텝 (평가 손실 {loss:.4f})."),
     "sum_early": ("Stopped early: the eval loss stopped improving.", "평가 손실이 더 나아지지 않아 일찍 멈췄습니다."),
     "sum_eval_rows": ("Evaluation on {n:,} rows.", "평가 {n:,}행."),
-    "fit_no_config": ("No estimate: the model's config.json is not available.",
-                      "추정할 수 없습니다: 모델의 config.json이 없습니다."),
-    "fit_planned": ("planned on {n} sampled rows of this dataset (mean {mean} tokens, longest {longest})",
-                    "이 데이터셋에서 뽑은 {n}개 행 기준 (평균 {mean} 토큰, 최장 {longest})"),
-    "fit_assumed": ("every row assumed {n} tokens long", "모든 행을 {n} 토큰으로 가정"),
-    "fit_free": ("GPU free: {free} GiB · {planned}", "GPU 여유: {free} GiB · {planned}"),
-    "fit_header": ("| | settings | est. peak GiB | worst case GiB | est. speed |",
-                   "| | 설정 | 예상 최대 GiB | 최악의 경우 GiB | 예상 속도 |"),
-    "fit_chapter": ("the chapter's settings", "교재 설정"),
-    "fit_pick": ("fit to this GPU", "이 GPU에 맞춤"),
-    "fit_none_fits": ("Even the chapter's settings may not fit: shorten max_length or free GPU memory.",
-                      "교재 설정도 들어가지 않을 수 있습니다: max_length를 줄이거나 GPU 메모리를 비우세요."),
     "chat_compare": ("Compare with (answers the same message beside it)", "비교할 모델 (같은 메시지에 나란히 답함)"),
     "chat_compare_info": ("e.g. the base model against your adapter, or two runs", "예: 베이스 모델과 내 어댑터, 또는 두 실행"),
     "chat_seed": ("Sampling seed", "샘플링 시드"),
@@ -405,9 +391,10 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 
 def _with_module_messages() -> None:
-    """Message codes that core modules define next to their checks (studio/distributed.py)."""
-    from studio import distributed
+    """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py)."""
+    from studio import distributed, fit
     STRINGS.update(distributed.MESSAGES)
+    STRINGS.update(fit.MESSAGES)
 
 
 _with_module_messages()
