@@ -308,6 +308,9 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
         report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
+        # TRL's config defaults to checkpointing: Unsloth honours the LoRA setting's "false" on a GPU, its CPU
+        # path does not, and recomputed every layer (a quarter of each step). "unsloth"/"true" keep the default.
+        **({"gradient_checkpointing": False} if cfg.lora.use_gradient_checkpointing == "false" else {}),
         ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # no graph walk per step
         # several ranks: each step's rows (the same ones one GPU would take) split into micro-batches of equal
         # cost, so no rank waits for the longest (studio/balance.py); one rank keeps plain shuffling
@@ -478,6 +481,8 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     files.phase(None)
     summary = {"train_runtime": round(stats.metrics.get("train_runtime", 0.0), 3),
                "train_loss": stats.metrics.get("train_loss"), "step": trainer.state.global_step,
+               # as trained, not as asked: TRL's config default once turned it on behind a "false"
+               "gradient_checkpointing": any(getattr(m, "gradient_checkpointing", False) for m in model.modules()),
                **memory_figures(start_reserved)}
     if eval_dataset is not None and trainer.state.best_model_checkpoint:
         # load_best_model_at_end: the adapter saved above is the best checkpoint's

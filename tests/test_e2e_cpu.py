@@ -49,6 +49,8 @@ def test_default_run_learns_and_saves_an_adapter(default_run):
     assert runs.machine_holder() is None and not runs.worker_alive(run_dir)
     phases = [p["phase"] for p in status["phases"]]
     assert phases[:1] == ["worker"] and {"model_load", "data", "prepare", "trainer", "first_step"} <= set(phases)
+    end = next(e for e in tail.events if e["event"] == "end")
+    assert RunConfig().lora.use_gradient_checkpointing == "false" and end["gradient_checkpointing"] is False
     print(f"default run: {wall:.1f}s from start to saved adapter; loss {first:.3f} -> {last:.3f}")
 
 
