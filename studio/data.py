@@ -6,7 +6,8 @@ for ShareGPT, extended to OpenAI messages and Alpaca):
   sharegpt  conversations: [{from: human|gpt|system, value}]
   openai    messages:      [{role: user|assistant|system, content}]
   alpaca    instruction, input, output (+ optional system)
-Every problem is raised as DataError naming the file, the row (1-based) and the field.
+Every problem is raised as DataError naming the file, the row (1-based) and the field, with a message code
+whose words, English and Korean, are in MESSAGES below.
 """
 from __future__ import annotations
 
@@ -38,12 +39,170 @@ FORMAT_NAMES = {"sharegpt": "ShareGPT (conversations)", "openai": "OpenAI (messa
 
 
 class DataError(ValueError):
-    """A problem in the user's data, with where it is. `str()` is the message the UI shows."""
+    """A problem in the user's data, with where it is: a message code (MESSAGES) and its parameters.
 
-    def __init__(self, message: str, file: str = "", row: int | None = None, column: str | None = None):
-        self.file, self.row, self.column, self.detail = file, row, column, message
-        where = [p for p in (file and f"{file}", row is not None and f"row {row}", column and f"field '{column}'") if p]
-        super().__init__(f"{': '.join([', '.join(where), message]) if where else message}")
+    `str()` is the English message with its place ("f.jsonl, row 3, field 'messages': ..."), for logs and
+    tracebacks; `text("ko")` says the same in Korean (the UI: studio/ui/i18n.py say_data). A code that is not
+    in MESSAGES is taken as a plain message."""
+
+    def __init__(self, code: str, file: str = "", row: int | None = None, column: str | None = None, **params):
+        self.code, self.params, self.file, self.row, self.column = code, params, file, row, column
+        self.detail = message(code, "en", **params)  # the English message without its place
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str = "en") -> str:
+        """The message with its place, in 'en' or 'ko'."""
+        where = [p for p in (self.file, self.row is not None and message("data_at_row", lang, row=self.row),
+                             self.column and message("data_at_field", lang, name=self.column)) if p]
+        said = message(self.code, lang, **self.params)
+        return f"{', '.join(where)}: {said}" if where else said
+
+    def as_dict(self) -> dict:
+        """What a failed run's status.json keeps, so the UI can say it in the reader's language."""
+        return {"code": self.code, "params": self.params, "file": self.file, "row": self.row, "column": self.column}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataError:
+        return cls(d.get("code") or "", d.get("file") or "", d.get("row"), d.get("column"), **(d.get("params") or {}))
+
+    def __reduce__(self):  # whole across processes (prepare's pool), not rebuilt from its English text
+        return DataError.from_dict, (self.as_dict(),)
+
+
+def message(code: str, lang: str = "en", **params) -> str:
+    """One message of MESSAGES in 'en' or 'ko'. The parameters named in WORD_PARAMS may hold a code of their own
+    (a JSON type, a hint), said in the same language; any other value (the user's data, a library's text) as it is."""
+    en, ko = MESSAGES.get(code, (code, code))
+    words = {k: message(v, lang) if k in WORD_PARAMS and isinstance(v, str) and v in MESSAGES else v
+             for k, v in params.items()}
+    try:
+        return (ko if lang == "ko" else en).format(**words)
+    except (KeyError, ValueError, IndexError):
+        return ko if lang == "ko" else en
+
+
+WORD_PARAMS = ("kind", "kinds", "reason", "hint", "ext")
+NOT_UTF8 = ("not UTF-8 text: byte 0x{byte} can't be read (the file was probably saved as Latin-1 or Windows-1252); "
+            "save it as UTF-8",
+            "UTF-8 텍스트가 아닙니다: 0x{byte} 바이트를 읽을 수 없습니다(EUC-KR(CP949), Latin-1, Windows-1252 같은 다른 "
+            "인코딩으로 저장된 파일로 보입니다). UTF-8로 다시 저장하세요")
+MESSAGES = {
+    # where (the prefix of every message): "f.jsonl, row 3, field 'messages': ..."
+    "data_at_row": ("row {row}", "{row}행"),
+    "data_at_field": ("field '{name}'", "'{name}' 필드"),
+    # the source
+    "data_no_file": ("no file chosen", "파일을 고르지 않았습니다"),
+    "data_unknown_source": ("unknown dataset source '{source}'", "알 수 없는 데이터셋 출처('{source}')입니다"),
+    "data_uploads_only": ("on this shared server, only uploaded files can be used",
+                          "이 공유 서버에서는 업로드한 파일만 쓸 수 있습니다"),
+    "data_file_type": ("unsupported file type '{ext}'; use one of {allowed}",
+                       "지원하지 않는 파일 형식('{ext}')입니다. {allowed} 중 하나를 쓰세요"),
+    "data_no_ext": ("(none)", "(없음)"),
+    "data_too_large": ("larger than {mb} MB", "파일이 {mb} MB보다 큽니다"),
+    "data_hub_id": ("'{repo_id}' is not a Hub dataset id (expected owner/name)",
+                    "'{repo_id}'은(는) Hub 데이터셋 id가 아닙니다 (소유자/이름 형식이어야 합니다)"),
+    "data_hub_failed": ("could not load from the Hub: {detail}", "Hub에서 불러올 수 없습니다: {detail}"),
+    # the file as a whole
+    "data_not_found": ("file not found", "파일이 없습니다"),
+    "data_empty_file": ("the file is empty (0 bytes)", "빈 파일입니다 (0바이트)"),
+    "data_blank_file": ("the file holds only blank lines or spaces, no data",
+                        "파일에 빈 줄이나 공백만 있고 데이터가 없습니다"),
+    "data_no_rows": ("the file has no rows", "파일에 행이 없습니다"),
+    "data_unreadable": ("could not read the file ({reason})", "파일을 읽을 수 없습니다 ({reason})"),
+    "data_io_error": ("an input/output error", "입출력 오류"),
+    "data_utf16": ("the file is UTF-16 text (Windows 'Unicode'); save it as UTF-8",
+                   "UTF-16 텍스트 파일입니다(Windows의 '유니코드'). UTF-8로 다시 저장하세요"),
+    "data_not_utf8": NOT_UTF8,
+    "data_not_utf8_line": (NOT_UTF8[0] + " (line {line})", NOT_UTF8[1] + " ({line}번째 줄)"),  # one JSON document
+    "data_parquet_unreadable": ("not a readable Parquet file: {detail}", "읽을 수 있는 Parquet 파일이 아닙니다: {detail}"),
+    # JSON and JSON Lines
+    "data_jsonl_invalid": ("invalid JSON on this line ({msg}, column {col}){hint}",
+                           "이 줄은 올바른 JSON이 아닙니다 ({msg}, {col}번째 글자){hint}"),
+    "data_jsonl_unreadable": ("this line can't be read as JSON: {reason}", "이 줄을 JSON으로 읽을 수 없습니다: {reason}"),
+    "data_line_not_object": ("each line must be a JSON object {{...}}, got {kind}{hint}",
+                             "각 줄은 JSON 객체 {{...}}여야 하는데 {kind}입니다{hint}"),
+    "data_json_invalid": ("invalid JSON at line {line}, column {col}: {msg}{hint}",
+                          "올바른 JSON이 아닙니다 ({line}번째 줄, {col}번째 글자): {msg}{hint}"),
+    "data_json_unreadable": ("can't be read as JSON: {reason}", "JSON으로 읽을 수 없습니다: {reason}"),
+    "data_json_lists": ("expected a list of rows, or an object holding one list of rows",
+                        "행 목록이나, 행 목록 하나를 담은 객체여야 합니다"),
+    "data_json_not_list": ("expected a list of rows [{{...}}, {{...}}], got {kind}",
+                           "행 목록 [{{...}}, {{...}}]이어야 하는데 {kind}입니다"),
+    "data_row_not_object": ("each row must be a JSON object {{...}}, got {kind}",
+                            "각 행은 JSON 객체 {{...}}여야 하는데 {kind}입니다"),
+    "data_hint_one_document": (" (is the file one JSON document over many lines? name it .json)",
+                               " (파일 전체가 여러 줄에 걸친 JSON 문서 하나인가요? 그렇다면 확장자를 .json으로 하세요)"),
+    "data_hint_one_list": (" (if the whole file is one JSON list, name it .json)",
+                           " (파일 전체가 JSON 목록 하나라면 확장자를 .json으로 하세요)"),
+    "data_hint_jsonl": (" (is this JSON Lines? rename it to .jsonl)",
+                        " (JSON Lines 파일인가요? 그렇다면 확장자를 .jsonl로 바꾸세요)"),
+    "data_too_deep": ("brackets are nested too deeply (is the file damaged?)",
+                      "괄호가 너무 깊이 중첩되어 있습니다(파일이 손상되었나요?)"),
+    "data_too_many_digits": ("a number has too many digits (more than 4,300)",
+                             "숫자의 자릿수가 너무 많습니다(4,300자리 초과)"),
+    # CSV
+    "data_csv_header_unreadable": ("could not read the CSV header: {detail}", "CSV 머리글을 읽을 수 없습니다: {detail}"),
+    "data_csv_no_header": ("the first line must be a header naming the columns (e.g. instruction,input,output); "
+                           "found {found}",
+                           "첫 줄은 열 이름을 적은 머리글이어야 합니다(예: instruction,input,output). 첫 줄: {found}"),
+    "data_csv_repeated_column": ("the header repeats a column name", "머리글에 같은 열 이름이 두 번 있습니다"),
+    "data_csv_value_count": ("expected {n} values ({names}), found {found} (a value with a comma in it needs "
+                             "\"quotes\")",
+                             "값이 {n}개({names})여야 하는데 {found}개입니다(쉼표가 들어간 값은 \"따옴표\"로 "
+                             "감싸야 합니다)"),
+    "data_csv_cell_json": ("cell is not valid JSON", "셀 내용이 올바른 JSON이 아닙니다"),
+    "data_csv_malformed": ("malformed CSV: {detail}", "CSV 형식이 잘못되었습니다: {detail}"),
+    # the format
+    "data_conv_is_text": ("holds text, not a list of messages (a JSON list saved as a string?)",
+                          "메시지 목록이 아니라 텍스트가 들어 있습니다(JSON 목록을 문자열로 저장했나요?)"),
+    "data_conv_not_messages": ("must be a list of {{role, content}} or {{from, value}} messages, got {kind}",
+                               "{{role, content}} 또는 {{from, value}} 메시지의 목록이어야 하는데 {kind}입니다"),
+    "data_conv_list_of": ("must be a list of {{role, content}} or {{from, value}} messages, got a list of {kinds}",
+                          "{{role, content}} 또는 {{from, value}} 메시지의 목록이어야 하는데 {kinds}의 목록입니다"),
+    "data_message_keys": ("messages have keys {keys}; expected from/value or role/content",
+                          "메시지의 키가 {keys}입니다. from/value 또는 role/content여야 합니다"),
+    "data_prompt_completion": ("prompt/completion columns: rename them to instruction/output (Alpaca)",
+                               "prompt/completion 열은 instruction/output(Alpaca)으로 이름을 바꾸세요"),
+    "data_no_format": ("no conversation-like columns: found {found}; expected 'conversations' (ShareGPT), "
+                       "'messages' (OpenAI) or 'instruction'/'output' (Alpaca)",
+                       "대화 형식의 열이 없습니다(있는 열: {found}). 'conversations'(ShareGPT), 'messages'(OpenAI), "
+                       "또는 'instruction'/'output'(Alpaca)이 있어야 합니다"),
+    # one row
+    "data_mixed_formats": ("missing: this row has {keys}, but the file's first rows are {format}; every row must "
+                           "use the same format",
+                           "없습니다. 이 행의 열은 {keys}인데 파일의 앞쪽 행은 {format} 형식입니다. 모든 행이 같은 "
+                           "형식이어야 합니다"),
+    "data_not_text": ("must be text, got {kind}", "텍스트여야 하는데 {kind}입니다"),
+    "data_not_nonempty_text": ("must be non-empty text, got {kind}", "비어 있지 않은 텍스트여야 하는데 {kind}입니다"),
+    "data_empty_text": ("is empty; it must be non-empty text", "비어 있습니다. 내용이 있는 텍스트여야 합니다"),
+    "data_conv_not_list": ("must be a list of messages, got {kind}", "메시지 목록이어야 하는데 {kind}입니다"),
+    "data_conv_empty": ("the conversation is empty", "대화가 비어 있습니다"),
+    "data_message_not_object": ("a message must be an object {{{role_key}, {content_key}}}, got {kind}",
+                                "메시지는 {{{role_key}, {content_key}}} 객체여야 하는데 {kind}입니다"),
+    "data_message_missing": ("missing (each message needs '{role_key}' and '{content_key}')",
+                             "없습니다(메시지마다 '{role_key}', '{content_key}' 둘 다 있어야 합니다)"),
+    "data_unknown_role": ("unknown role '{role}' (expected one of user/assistant/system, human/gpt)",
+                          "알 수 없는 역할 '{role}'입니다(user/assistant/system, human/gpt 중 하나여야 합니다)"),
+    "data_no_assistant": ("the conversation has no assistant reply to learn from",
+                          "대화에 학습할 assistant 응답이 없습니다"),
+    "data_bad_char": ("holds an invalid character (\\u{char}, half of an emoji or symbol) at character {at}; fix or "
+                      "re-export the file",
+                      "{at}번째 글자가 잘못된 문자(\\u{char}, 이모지나 기호의 절반)입니다. 고치거나 파일을 다시 "
+                      "내보내세요"),
+    # JSON's types, in the user's words (kind: one, kinds: several)
+    "data_kind_null": ("null", "null"),
+    "data_kind_bool": ("true/false", "참/거짓 값"),
+    "data_kind_number": ("a number", "숫자"),
+    "data_kind_text": ("text", "텍스트"),
+    "data_kind_list": ("a list", "목록"),
+    "data_kind_object": ("an object", "객체"),
+    "data_kinds_null": ("nulls", "null"),
+    "data_kinds_bool": ("true/false values", "참/거짓 값"),
+    "data_kinds_number": ("numbers", "숫자"),
+    "data_kinds_text": ("texts", "텍스트"),
+    "data_kinds_list": ("lists", "목록"),
+    "data_kinds_object": ("objects", "객체"),
+}
 
 
 @dataclass
@@ -138,7 +297,7 @@ class JsonlRows(Sequence):
         self.path, self.name = Path(path), name
         with open(self.path, "rb") as f:
             if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):
-                raise DataError("the file is UTF-16 text (Windows 'Unicode'); save it as UTF-8", file=name)
+                raise DataError("data_utf16", file=name)
         self.starts, self.ends, self.lines = index_lines(self.path)
 
     def __len__(self) -> int:
@@ -166,7 +325,7 @@ class ParquetRows(Sequence):
         try:
             self.file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow's message names our full path: keep the name only
-            raise DataError(f"not a readable Parquet file: {_short(exc).replace(str(path), name)}", file=name) from None
+            raise DataError("data_parquet_unreadable", file=name, detail=_short(exc).replace(str(path), name)) from None
         meta = self.file.metadata
         self.bounds = [0]
         for g in range(meta.num_row_groups):
@@ -217,14 +376,14 @@ def load_dataset_source(source: str, path: str = "", split: str = "train", max_r
         ds = load_file(resolve_path(BUNDLED_DATA), display_name=Path(BUNDLED_DATA).name)
     elif source == "file":
         if not path:
-            raise DataError("no file chosen")
+            raise DataError("data_no_file")
         # Uploads are stored as <hash>-<name>; messages name the file as the user knows it.
         display = re.sub(r"^[0-9a-f]{12}-", "", Path(path).name)
         ds = load_file(check_path(path, allowed_roots, display), display_name=display)
     elif source == "hub":
         ds = load_hub(path, split, token=token)
     else:
-        raise DataError(f"unknown dataset source '{source}'")
+        raise DataError("data_unknown_source", source=source)
     if max_rows and max_rows < len(ds):
         ds.rows = FirstRows(ds.rows, max_rows)
     return ds
@@ -234,7 +393,7 @@ def check_path(path: str, allowed_roots: Sequence[Path] | None, display: str = "
     """The path rule of shared servers: only files under the allowed folders (uploads, bundled assets)."""
     resolved = resolve_path(path).resolve()
     if allowed_roots is not None and not any(resolved.is_relative_to(Path(r).resolve()) for r in allowed_roots):
-        raise DataError("on this shared server, only uploaded files can be used", file=display or Path(path).name)
+        raise DataError("data_uploads_only", file=display or Path(path).name)
     return resolved
 
 
@@ -264,10 +423,10 @@ def store_upload(tmp_path: str, owner: str | None = None) -> Path:
     import shutil
     src = Path(tmp_path)
     if src.suffix.lower() not in ALLOWED_EXTENSIONS:
-        raise DataError(f"unsupported file type '{src.suffix or '(none)'}'; use one of {', '.join(ALLOWED_EXTENSIONS)}",
-                        file=src.name)
+        raise DataError("data_file_type", file=src.name, ext=src.suffix or "data_no_ext",
+                        allowed=", ".join(ALLOWED_EXTENSIONS))
     if src.stat().st_size > MAX_UPLOAD_MB * 2**20:
-        raise DataError(f"larger than {MAX_UPLOAD_MB} MB", file=src.name)
+        raise DataError("data_too_large", file=src.name, mb=MAX_UPLOAD_MB)
     digest = hashlib.sha256()
     with open(src, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -328,12 +487,12 @@ def select_rows(n_rows: int, max_steps: int, rows_per_step: int, seed: int) -> l
 def load_hub(repo_id: str, split: str = "train", token: str | None = None) -> Dataset:
     repo_id = (repo_id or "").strip()
     if not repo_id or repo_id.count("/") != 1:
-        raise DataError(f"'{repo_id}' is not a Hub dataset id (expected owner/name)")
+        raise DataError("data_hub_id", repo_id=repo_id)
     import datasets  # heavy; only needed for Hub datasets
     try:
         rows = datasets.load_dataset(repo_id, split=split or "train", token=token or None)
     except Exception as exc:  # network down, no such repo, no such split: all the user's to fix
-        raise DataError(f"could not load from the Hub: {_short(exc)}", file=repo_id) from None
+        raise DataError("data_hub_failed", file=repo_id, detail=_short(exc)) from None
     return _make_dataset(repo_id, rows, list(rows.column_names))
 
 
@@ -342,27 +501,27 @@ def load_file(path: Path, display_name: str | None = None) -> Dataset:
     name = display_name or path.name
     ext = "".join(path.suffixes[-1:]).lower()
     if ext not in ALLOWED_EXTENSIONS:
-        raise DataError(f"unsupported file type '{ext or '(none)'}'; use one of {', '.join(ALLOWED_EXTENSIONS)}", file=name)
+        raise DataError("data_file_type", file=name, ext=ext or "data_no_ext", allowed=", ".join(ALLOWED_EXTENSIONS))
     if not path.is_file():
-        raise DataError("file not found", file=name)
+        raise DataError("data_not_found", file=name)
     try:
         if path.stat().st_size == 0:
-            raise DataError("the file is empty (0 bytes)", file=name)
+            raise DataError("data_empty_file", file=name)
         if ext == ".jsonl":
             rows = JsonlRows(path, name)
             if not len(rows):
-                raise DataError("the file holds only blank lines or spaces, no data", file=name)
+                raise DataError("data_blank_file", file=name)
         elif ext == ".parquet":
             rows = ParquetRows(path, name)
         else:  # one JSON document or a CSV: small formats, parsed whole
             text = _read_text(path.read_bytes(), name, ext)
             if not text.strip():
-                raise DataError("the file holds only blank lines or spaces, no data", file=name)
+                raise DataError("data_blank_file", file=name)
             rows = {".json": _parse_json, ".csv": _parse_csv}[ext](text, name)
     except OSError as exc:  # unreadable: permissions, a vanished upload
-        raise DataError(f"could not read the file ({exc.strerror or 'an input/output error'})", file=name) from None
+        raise DataError("data_unreadable", file=name, reason=exc.strerror or "data_io_error") from None
     if not len(rows):
-        raise DataError("the file has no rows", file=name)
+        raise DataError("data_no_rows", file=name)
     columns = rows.columns if isinstance(rows, ParquetRows) else \
         list(dict.fromkeys(k for r in _head(rows, 50) for k in r))
     return _make_dataset(name, rows, columns)
@@ -370,16 +529,14 @@ def load_file(path: Path, display_name: str | None = None) -> Dataset:
 
 def _read_text(data: bytes, name: str, ext: str) -> str:
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        raise DataError("the file is UTF-16 text (Windows 'Unicode'); save it as UTF-8", file=name)
+        raise DataError("data_utf16", file=name)
     try:
         return data.decode("utf-8-sig")  # tolerate a BOM: editors on Windows add one
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        cause = (f"not UTF-8 text: byte 0x{data[exc.start]:02X} can't be read (the file was probably saved as "
-                 "Latin-1 or Windows-1252); save it as UTF-8")
+        line, byte = data[:exc.start].count(b"\n") + 1, f"{data[exc.start]:02X}"
         if ext == ".json":  # one JSON document: a line, not a row
-            raise DataError(f"{cause} (line {line})", file=name) from None
-        raise DataError(cause, file=name, row=line) from None  # JSONL and CSV: line n is row n
+            raise DataError("data_not_utf8_line", file=name, byte=byte, line=line) from None
+        raise DataError("data_not_utf8", file=name, row=line, byte=byte) from None  # JSONL and CSV: line n is row n
 
 
 def _parse_jsonl_line(raw: bytes, name: str, n: int) -> dict:
@@ -387,20 +544,17 @@ def _parse_jsonl_line(raw: bytes, name: str, n: int) -> dict:
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text: byte 0x{raw[exc.start]:02X} can't be read (the file was probably saved as "
-                        "Latin-1 or Windows-1252); save it as UTF-8", file=name, row=n) from None
+        raise DataError("data_not_utf8", file=name, row=n, byte=f"{raw[exc.start]:02X}") from None
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        hint = " (is the file one JSON document over many lines? name it .json)" \
-            if n == 1 and line.strip() in ("[", "{") else ""
-        raise DataError(f"invalid JSON on this line ({exc.msg}, column {exc.colno}){hint}",
-                        file=name, row=n) from None
+        hint = "data_hint_one_document" if n == 1 and line.strip() in ("[", "{") else ""
+        raise DataError("data_jsonl_invalid", file=name, row=n, msg=exc.msg, col=exc.colno, hint=hint) from None
     except (RecursionError, ValueError) as exc:  # brackets nested thousands deep; a 5,000-digit number
-        raise DataError(f"this line can't be read as JSON: {_json_limit(exc)}", file=name, row=n) from None
+        raise DataError("data_jsonl_unreadable", file=name, row=n, reason=_json_limit(exc)) from None
     if not isinstance(row, dict):
-        hint = " (if the whole file is one JSON list, name it .json)" if isinstance(row, list) else ""
-        raise DataError(f"each line must be a JSON object {{...}}, got {_kind(row)}{hint}", file=name, row=n)
+        hint = "data_hint_one_list" if isinstance(row, list) else ""
+        raise DataError("data_line_not_object", file=name, row=n, kind=_kind(row), hint=hint)
     return row
 
 
@@ -408,20 +562,21 @@ def _parse_json(text: str, name: str) -> list[dict]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        hint = " (is this JSON Lines? rename it to .jsonl)" if exc.msg == "Extra data" else ""
-        raise DataError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{hint}", file=name) from None
+        hint = "data_hint_jsonl" if exc.msg == "Extra data" else ""
+        raise DataError("data_json_invalid", file=name, line=exc.lineno, col=exc.colno, msg=exc.msg,
+                        hint=hint) from None
     except (RecursionError, ValueError) as exc:
-        raise DataError(f"can't be read as JSON: {_json_limit(exc)}", file=name) from None
+        raise DataError("data_json_unreadable", file=name, reason=_json_limit(exc)) from None
     if isinstance(data, dict):  # {"train": [...]} or {"data": [...]}
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) != 1:
-            raise DataError("expected a list of rows, or an object holding one list of rows", file=name)
+            raise DataError("data_json_lists", file=name)
         data = lists[0]
     if not isinstance(data, list):
-        raise DataError(f"expected a list of rows [{{...}}, {{...}}], got {_kind(data)}", file=name)
+        raise DataError("data_json_not_list", file=name, kind=_kind(data))
     for n, row in enumerate(data, 1):
         if not isinstance(row, dict):
-            raise DataError(f"each row must be a JSON object {{...}}, got {_kind(row)}", file=name, row=n)
+            raise DataError("data_row_not_object", file=name, row=n, kind=_kind(row))
     return data
 
 
@@ -430,31 +585,30 @@ def _parse_csv(text: str, name: str) -> list[dict]:
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as exc:
-        raise DataError(f"could not read the CSV header: {exc}", file=name) from None
+        raise DataError("data_csv_header_unreadable", file=name, detail=str(exc)) from None
     header = [h.strip() for h in header]
     if not any(h.lower() in ("instruction", "output", "messages", "conversations", "input") for h in header):
-        raise DataError("the first line must be a header naming the columns (e.g. instruction,input,output); "
-                        f"found {header[:6]}", file=name, row=1)
+        raise DataError("data_csv_no_header", file=name, row=1, found=str(header[:6]))
     if len(set(header)) != len(header):
-        raise DataError("the header repeats a column name", file=name, row=1)
+        raise DataError("data_csv_repeated_column", file=name, row=1)
     rows = []
     try:
         for n, values in enumerate(reader, 2):
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(header):
-                raise DataError(f"expected {len(header)} values ({', '.join(header)}), found {len(values)} "
-                                "(a value with a comma in it needs \"quotes\")", file=name, row=n)
+                raise DataError("data_csv_value_count", file=name, row=n, n=len(header), names=", ".join(header),
+                                found=len(values))
             row = dict(zip(header, values))
             for key in CONVERSATION_COLUMNS:  # a JSON list inside a CSV cell
                 if key in row and row[key].strip().startswith("["):
                     try:
                         row[key] = json.loads(row[key])
                     except json.JSONDecodeError:
-                        raise DataError("cell is not valid JSON", file=name, row=n, column=key) from None
+                        raise DataError("data_csv_cell_json", file=name, row=n, column=key) from None
             rows.append(row)
     except csv.Error as exc:
-        raise DataError(f"malformed CSV: {exc}", file=name, row=reader.line_num) from None
+        raise DataError("data_csv_malformed", file=name, row=reader.line_num, detail=str(exc)) from None
     return rows
 
 
@@ -463,7 +617,7 @@ def _read_parquet(path: Path, name: str) -> list[dict]:
     try:
         return pq.read_table(path).to_pylist()
     except Exception as exc:  # pyarrow raises several kinds; its message names our full path: keep the name only
-        raise DataError(f"not a readable Parquet file: {_short(exc).replace(str(path), name)}", file=name) from None
+        raise DataError("data_parquet_unreadable", file=name, detail=_short(exc).replace(str(path), name)) from None
 
 
 # ---------------------------------------------------------------- format detection
@@ -481,26 +635,23 @@ def detect_format(rows: Sequence[dict], columns: list[str], name: str = "") -> t
             column = lower[key]
             at, sample = next(((n, r[column]) for n, r in enumerate(_head(rows), 1) if r.get(column)), (1, None))
             if isinstance(sample, str):  # a JSON list stored as a string
-                raise DataError("holds text, not a list of messages (a JSON list saved as a string?)",
-                                file=name, row=at, column=column)
+                raise DataError("data_conv_is_text", file=name, row=at, column=column)
             if not isinstance(sample, list) or not sample or not isinstance(sample[0], dict):
-                got = f"a list of {_kind(sample[0], plural=True)}" if isinstance(sample, list) and sample \
-                    else _kind(sample)
-                raise DataError(f"must be a list of {{role, content}} or {{from, value}} messages, got {got}",
-                                file=name, row=at, column=column)
+                if isinstance(sample, list) and sample:
+                    raise DataError("data_conv_list_of", file=name, row=at, column=column,
+                                    kinds=_kind(sample[0], plural=True))
+                raise DataError("data_conv_not_messages", file=name, row=at, column=column, kind=_kind(sample))
             keys = set(sample[0])
             if {"from", "value"} <= keys:
                 return "sharegpt", column
             if {"role", "content"} <= keys:
                 return "openai", column
-            raise DataError(f"messages have keys {sorted(keys)}; expected from/value or role/content",
-                            file=name, row=at, column=column)
+            raise DataError("data_message_keys", file=name, row=at, column=column, keys=str(sorted(keys)))
     if "instruction" in lower and "output" in lower:
         return "alpaca", None
     if "prompt" in lower and ("completion" in lower or "response" in lower):
-        raise DataError("prompt/completion columns: rename them to instruction/output (Alpaca)", file=name)
-    raise DataError(f"no conversation-like columns: found {columns[:8]}; expected 'conversations' "
-                    "(ShareGPT), 'messages' (OpenAI) or 'instruction'/'output' (Alpaca)", file=name)
+        raise DataError("data_prompt_completion", file=name)
+    raise DataError("data_no_format", file=name, found=str(columns[:8]))
 
 
 def _head(rows, n=20):
@@ -514,12 +665,12 @@ def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
     where = dict(file=ds.name, row=index + 1)
     for key in [ds.conversation_column] if ds.conversation_column else ["instruction", "output"]:
         if key not in row:  # a row of another format (files are checked row by row, as they are read)
-            raise DataError(f"missing: this row has {sorted(row)[:6]}, but the file's first rows are "
-                            f"{FORMAT_NAMES[ds.format]}; every row must use the same format", column=key, **where)
+            raise DataError("data_mixed_formats", column=key, keys=str(sorted(row)[:6]), format=FORMAT_NAMES[ds.format],
+                            **where)
     if ds.format == "alpaca":
         instruction, extra = _text(row, "instruction", where), row.get("input") or ""
         if not isinstance(extra, str):
-            raise DataError(f"must be text, got {_kind(extra)}", column="input", **where)
+            raise DataError("data_not_text", column="input", kind=_kind(extra), **where)
         _check_encodable(extra, "input", where)
         output = _text(row, "output", where)
         messages = []
@@ -532,41 +683,40 @@ def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
     column = ds.conversation_column
     turns = row.get(column)
     if not isinstance(turns, list):
-        raise DataError(f"must be a list of messages, got {_kind(turns)}", column=column, **where)
+        raise DataError("data_conv_not_list", column=column, kind=_kind(turns), **where)
     if not turns:
-        raise DataError("the conversation is empty", column=column, **where)
+        raise DataError("data_conv_empty", column=column, **where)
     role_key, content_key = ("from", "value") if ds.format == "sharegpt" else ("role", "content")
     messages = []
     for t, turn in enumerate(turns):
         field_name = f"{column}[{t}]"
         if not isinstance(turn, dict):
-            raise DataError(f"a message must be an object {{{role_key}, {content_key}}}, got {_kind(turn)}",
-                            column=field_name, **where)
+            raise DataError("data_message_not_object", column=field_name, role_key=role_key,
+                            content_key=content_key, kind=_kind(turn), **where)
         for key in (role_key, content_key):
             if key not in turn:
-                raise DataError(f"missing (each message needs '{role_key}' and '{content_key}')",
-                                column=f"{field_name}.{key}", **where)
+                raise DataError("data_message_missing", column=f"{field_name}.{key}", role_key=role_key,
+                                content_key=content_key, **where)
         raw_role = turn[role_key]
         role = ROLE_ALIASES.get(str(raw_role).strip().lower())
         if role is None:
-            raise DataError(f"unknown role '{raw_role}' (expected one of user/assistant/system, human/gpt)",
-                            column=f"{field_name}.{role_key}", **where)
+            raise DataError("data_unknown_role", column=f"{field_name}.{role_key}", role=str(raw_role), **where)
         content = turn[content_key]
         if not isinstance(content, str):
-            raise DataError(f"must be text, got {_kind(content)}", column=f"{field_name}.{content_key}", **where)
+            raise DataError("data_not_text", column=f"{field_name}.{content_key}", kind=_kind(content), **where)
         _check_encodable(content, f"{field_name}.{content_key}", where)
         messages.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in messages):
-        raise DataError("the conversation has no assistant reply to learn from", column=column, **where)
+        raise DataError("data_no_assistant", column=column, **where)
     return messages
 
 
 def _text(row: dict, key: str, where: dict) -> str:
     value = row.get(key)
     if not isinstance(value, str):
-        raise DataError(f"must be non-empty text, got {_kind(value)}", column=key, **where)
+        raise DataError("data_not_nonempty_text", column=key, kind=_kind(value), **where)
     if not value.strip():
-        raise DataError("is empty; it must be non-empty text", column=key, **where)
+        raise DataError("data_empty_text", column=key, **where)
     _check_encodable(value, key, where)
     return value
 
@@ -578,27 +728,26 @@ def _check_encodable(text: str, column: str, where: dict) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise DataError(f"holds an invalid character (\\u{ord(text[exc.start]):04x}, half of an emoji or "
-                            f"symbol) at character {exc.start + 1}; fix or re-export the file",
-                            column=column, **where) from None
+            raise DataError("data_bad_char", column=column, char=f"{ord(text[exc.start]):04x}", at=exc.start + 1,
+                            **where) from None
 
 
 def _kind(value, plural: bool = False) -> str:
-    """A value's type in the user's words (JSON's), not Python's."""
-    kinds = [(type(None), "null", "nulls"), (bool, "true/false", "true/false values"),
-             ((int, float), "a number", "numbers"), (str, "text", "texts"), ((list, tuple), "a list", "lists"),
-             (dict, "an object", "objects")]
-    for types, one, many in kinds:
+    """A value's type in the user's words (JSON's), not Python's: a code of MESSAGES (data_kind_*, data_kinds_*)."""
+    kinds = [(type(None), "null"), (bool, "bool"), ((int, float), "number"), (str, "text"), ((list, tuple), "list"),
+             (dict, "object")]
+    for types, name in kinds:
         if isinstance(value, types):
-            return many if plural else one
+            return f"data_kinds_{name}" if plural else f"data_kind_{name}"
     return type(value).__name__
 
 
 def _json_limit(exc: Exception) -> str:
+    """Why JSON could not be read: a code of ours, or the library's own words."""
     if isinstance(exc, RecursionError):
-        return "brackets are nested too deeply (is the file damaged?)"
+        return "data_too_deep"
     if "digits" in str(exc):
-        return "a number has too many digits (more than 4,300)"
+        return "data_too_many_digits"
     return _short(exc)
 
 

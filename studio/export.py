@@ -31,7 +31,18 @@ _model_jobs = threading.RLock()
 
 
 class ExportError(RuntimeError):
-    """A problem the person can act on; `str()` is the message to show."""
+    """A problem the person can act on; `str()` is the message to show (English). `cause`: the DataError behind it,
+    which the Export tab says in the person's language (MESSAGES)."""
+
+    def __init__(self, message: str, cause: Exception | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+MESSAGES = {  # the other ExportErrors are said in English only
+    "err_export_data": ("the run's dataset can't be read to write the script: {detail}",
+                        "실행의 데이터셋을 읽을 수 없어 스크립트를 만들 수 없습니다: {detail}"),
+}
 
 
 # ---------------------------------------------------------------- run folder basics
@@ -535,7 +546,7 @@ def _data_facts(cfg: RunConfig) -> tuple[str, str | None, str]:
         ds = data_mod.load_file(Path(source_path))
         return ds.format, ds.conversation_column, Path(source_path).suffix.lower()
     except data_mod.DataError as exc:
-        raise ExportError(f"the run's dataset can't be read to write the script: {exc}") from None
+        raise ExportError(MESSAGES["err_export_data"][0].format(detail=exc), cause=exc) from None
 
 
 def render_script(cfg: RunConfig, run_dir: Path) -> str:

@@ -75,8 +75,8 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
             raise Refused("err_cap_rows", rows=used, cap=limits["rows"])
         for i in (rows or range(len(ds)))[:PREFLIGHT_ROWS]:  # a bad row is named now, not an hour in
             ds.standardized(i)
-    except data.DataError as exc:
-        raise Refused("err_data", detail=str(exc)) from None
+    except data.DataError as exc:  # detail: English (logs, the API); the UI says `cause` in the person's language
+        raise Refused("err_data", detail=str(exc), cause=exc) from None
     return ds
 
 
@@ -121,8 +121,8 @@ def status(run_id: str, user: User) -> dict:
     run_dir = open_run(run_id, user)
     view = runs.view(run_dir)
     out = {k: view.get(k) for k in ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s",
-                                     "train_loss", "train_runtime", "error", "error_code", "hint", "resumable",
-                                     "stop_reason", "started_at", "ended_at", "updated_at", "traceback",
+                                     "train_loss", "train_runtime", "error", "error_code", "data_error", "hint",
+                                     "resumable", "stop_reason", "started_at", "ended_at", "updated_at", "traceback",
                                      "failed_rank", "world_size", "best_step", "best_eval_loss")
            if view.get(k) is not None}
     out["run_id"] = run_dir.name

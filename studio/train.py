@@ -540,6 +540,8 @@ def main(argv=None) -> int:
         report = dict(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
                       traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(),
                       resumable=runs.last_checkpoint(run_dir) is not None)
+        if isinstance(exc, data_mod.DataError):  # the UI says it in the reader's language (run_view.error_text)
+            report["data_error"] = exc.as_dict()
         if dist.world_size() > 1:  # the first rank to fail reports (the others fail because it left)
             report.update(failed_rank=dist.rank(), world_size=dist.world_size())
             try:

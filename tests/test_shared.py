@@ -168,6 +168,15 @@ def test_the_worker_applies_the_path_rule_itself(monkeypatch, tmp_path):
     runs.launch(run_dir, env={"STUDIO_RESTRICT_PATHS": "1"})
     status = wait_for(run_dir, timeout=180)
     assert status["state"] == "failed" and "only uploaded files" in status["error"] and status["hint"] == "data"
+    # the Train tab says it in the reader's language (the status keeps the code and the place)
+    from studio.ui import run_view
+
+    class Korean:
+        headers = {"accept-language": "ko-KR,ko"}
+    assert status["data_error"] == {"code": "data_uploads_only", "params": {}, "file": "secret.jsonl", "row": None,
+                                    "column": None}
+    assert run_view.error_text(status, Korean()).startswith(
+        "### ❌ secret.jsonl: 이 공유 서버에서는 업로드한 파일만 쓸 수 있습니다\n데이터셋에 문제가 있습니다")
 
 
 def test_a_hub_that_accepts_and_never_answers_gives_a_clear_message_within_10_s():

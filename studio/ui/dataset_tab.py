@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio import auth, data
 from studio.config import BUNDLED_DATA, REPO_ROOT, RunConfig
-from studio.ui.i18n import t
+from studio.ui.i18n import say_data, t
 
 PAGE_SIZE = 5
 
@@ -43,7 +43,9 @@ def build(I, cfg: RunConfig) -> DatasetTab:
         path = gr.Textbox(cfg.data.path, label=I("hub_id"), info=I("hub_id_info"), scale=3)
         split = gr.Textbox(cfg.data.split, label=I("split"), scale=1)
         max_rows = gr.Number(cfg.data.max_rows, label=I("max_rows"), precision=0, minimum=0, scale=1)
-    upload = gr.File(label=I("upload"), file_types=list(data.ALLOWED_EXTENSIONS), type="filepath", height=90)
+    # No file_types: Gradio's own refusal of another type is an English toast; store_upload says it in the
+    # person's language (the label names the types).
+    upload = gr.File(label=I("upload"), type="filepath", height=90)
     with gr.Row():
         load = gr.Button(I("load_preview"), variant="primary", scale=2)
         prev = gr.Button(I("prev"), scale=1)
@@ -71,8 +73,8 @@ def store_upload(tmp_path: str | None, request: gr.Request = None):
     user = auth.user_from_request(request)
     try:
         dest = data.store_upload(tmp_path, user.name if user else None)
-    except data.DataError as exc:
-        raise gr.Error(str(exc)) from None
+    except data.DataError as exc:  # a wrong type or too large: refused in the person's language, nothing changes
+        raise gr.Error(say_data(exc, request)) from None
     return "file", str(dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest)
 
 
@@ -90,7 +92,7 @@ def preview(source: str, path: str, split: str, max_rows, page, token: str = "",
         page = min(max(1, int(page or 1)), pages)
         raw, std = ds.page(page - 1, PAGE_SIZE)
     except data.DataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(say_data(exc, request)) from None
     extra = ", ".join(f"`{c}`" for c in ds.extra_columns) or "—"
     info = t("data_info", request, name=ds.name, rows=len(ds), fmt=t(f"fmt_{ds.format}", request), extra=extra,
              page=page, pages=pages)
@@ -143,7 +145,11 @@ def wire(tab: DatasetTab, token: gr.Textbox) -> None:
     tab.prev.click(turn(-1), inputs, outputs, api_visibility="private")
     tab.next.click(turn(+1), inputs, outputs, api_visibility="private")
     tab.page.submit(preview, inputs, outputs, api_visibility="private")
-    tab.upload.upload(store_upload, tab.upload, [tab.source, tab.path], api_visibility="private").then(
-        preview_first, inputs, outputs, api_visibility="private")
+    # A refused upload (its type, its size) is a toast in the person's language and changes nothing but the file
+    # box, emptied again: no progress shown, else the source and path would show an error badge over their values.
+    stored = tab.upload.upload(store_upload, tab.upload, [tab.source, tab.path], api_visibility="private",
+                               show_progress="hidden")
+    stored.success(preview_first, inputs, outputs, api_visibility="private")
+    stored.failure(lambda: None, None, tab.upload, api_visibility="private")
     tab.source.input(lambda s: BUNDLED_DATA if s == "bundled" else ("" if s == "hub" else gr.update()),
                      tab.source, tab.path, api_visibility="private")

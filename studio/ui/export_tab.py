@@ -7,8 +7,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import auth, export, jobs
-from studio.ui.i18n import refusal, t
+from studio import auth, data, export, jobs
+from studio.ui.i18n import refusal, say_data, t
 
 
 @dataclass
@@ -100,6 +100,8 @@ def _do(request, action, *args):
     try:
         return action(*args)
     except export.ExportError as exc:
+        if isinstance(exc.cause, data.DataError):
+            raise gr.Error(t("err_export_data", request, detail=say_data(exc.cause, request))) from None
         raise gr.Error(str(exc)) from None
     except Exception as exc:  # out of memory, disk full, a library's complaint: said, not a dead page
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from studio import data
+
 STRINGS: dict[str, tuple[str, str]] = {
     # header and tabs
     "title": ("LoRA Studio", "LoRA 스튜디오"),
@@ -391,10 +393,11 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 
 def _with_module_messages() -> None:
-    """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py)."""
-    from studio import distributed, fit
-    STRINGS.update(distributed.MESSAGES)
-    STRINGS.update(fit.MESSAGES)
+    """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py,
+    studio/data.py, studio/export.py)."""
+    from studio import distributed, export, fit
+    for module in (distributed, fit, data, export):
+        STRINGS.update(module.MESSAGES)
 
 
 _with_module_messages()
@@ -425,11 +428,22 @@ def t(key: str, request: gr.Request | None = None, /, **fmt) -> str:
 
 
 def say(exc, request: gr.Request | None = None) -> str:
-    """A refusal (studio.jobs.Refused: a code and its parameters) in the request's language."""
+    """A refusal (studio.jobs.Refused: a code and its parameters) or a DataError in the request's language.
+    A refusal's `cause` (the DataError behind err_data) is said in that language as its `detail`."""
+    if isinstance(exc, data.DataError):
+        return say_data(exc, request)
     params = dict(getattr(exc, "params", {}) or {})
     if "problems" in params:
         params["problems"] = " ".join(dict.fromkeys(t(p.code, request, **p.params) for p in params["problems"]))
+    if isinstance(params.get("cause"), data.DataError):
+        params["detail"] = say_data(params.pop("cause"), request)
     return t(exc.code, request, **params)
+
+
+def say_data(exc: data.DataError, request: gr.Request | None = None) -> str:
+    """A problem in the user's data, with where it is ("f.jsonl, 3행, 'messages' 필드: ..."), in the request's
+    language."""
+    return exc.text(lang(request))
 
 
 def refusal(exc, request: gr.Request | None = None) -> gr.Error:

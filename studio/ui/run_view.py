@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from studio import runs
-from studio.ui.i18n import t
+from studio import data, runs
+from studio.ui.i18n import say_data, t
 
 
 def clock(seconds: float | None) -> str:
@@ -124,7 +124,12 @@ def error_text(status: dict, request=None) -> str:
     if status.get("state") != "failed":
         return ""
     hint = t(f"hint_{status.get('hint', 'crash')}", request)
-    error = t(status["error_code"], request) if status.get("error_code") else status.get("error", "failed")
+    if status.get("data_error"):  # a problem in the data, with where it is
+        error = say_data(data.DataError.from_dict(status["data_error"]), request)
+    elif status.get("error_code"):
+        error = t(status["error_code"], request)
+    else:
+        error = status.get("error", "failed")
     resumable = t("resumable_hint", request) if status.get("resumable") else ""
     return f"### ❌ {error}\n{hint}{resumable}\n\n```\n{status.get('traceback', '')[-3000:]}\n```"
 

@@ -9,7 +9,7 @@ import gradio as gr
 from studio import data, models, templates
 from studio.config import RunConfig
 from studio.ui import dataset_tab
-from studio.ui.i18n import t
+from studio.ui.i18n import say_data, t
 
 
 @dataclass
@@ -62,7 +62,7 @@ def render_row(model_name, template, source, path, split, max_rows, row, max_len
         index = min(max(1, int(row or 1)), len(ds)) - 1
         conversation = ds.standardized(index)
     except data.DataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(say_data(exc, request)) from None
     text = templates.training_text(tok, conversation)
     instruction_part, response_part = templates.markers(tok, template)
     segments, trained, total = templates.trained_segments(tok, text, instruction_part, response_part,
