@@ -308,6 +308,11 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
         report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
+        # The rows come prepared: tokenized, masked, truncated, rows with no reply dropped (studio/prepare.py,
+        # equal to TRL's output: tests/test_templates.py). TRL's own pass over them is serial Python (15 s for
+        # 100k rows). Skipped on CPU, where Unsloth runs stock TRL; its GPU path reads this flag for its
+        # padding-free checks, so the GPU keeps TRL's pass. Packing needs that pass.
+        dataset_kwargs={"skip_prepare_dataset": True} if not on_gpu and not t.packing else None,
         # TRL's config defaults to checkpointing: Unsloth honours the LoRA setting's "false" on a GPU, its CPU
         # path does not, and recomputed every layer (a quarter of each step). "unsloth"/"true" keep the default.
         **({"gradient_checkpointing": False} if cfg.lora.use_gradient_checkpointing == "false" else {}),

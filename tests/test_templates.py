@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from studio import templates
@@ -113,6 +115,16 @@ def test_prepared_rows_equal_what_sfttrainer_and_train_on_responses_only_make():
     assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
     parallel, _ = prepare.prepare(ds, rows, tok, "qwen-3", 40, True, processes=2)  # chunks in 2 processes
     assert parallel["input_ids"] == ours["input_ids"] and parallel["labels"] == ours["labels"]
+    # so the worker may skip TRL's own pass over prepared rows (truncate, drop the unlabelled): it changes nothing
+    passed = SFTTrainer(model=model, processing_class=tok, train_dataset=ours,
+                        args=SFTConfig(output_dir="/tmp/studio-prep-test", max_length=40, per_device_train_batch_size=1,
+                                       max_steps=1, report_to="none", dataset_num_proc=1)).train_dataset
+    assert passed["input_ids"] == ours["input_ids"] and passed["labels"] == ours["labels"]
+    from studio.config import RunConfig
+    from studio.train import sft_config
+    cpu = sft_config(RunConfig(), Path("/tmp/studio-prep-test"), on_gpu=False)
+    assert cpu.dataset_kwargs == {"skip_prepare_dataset": True} and cpu.gradient_checkpointing is False
+    assert sft_config(RunConfig(), Path("/tmp/studio-prep-test"), on_gpu=True).dataset_kwargs is None
 
 
 def test_prepare_uses_a_process_per_core_for_big_jobs(monkeypatch):
