@@ -87,7 +87,7 @@ def build(I, cfg: RunConfig) -> ChatTab:
         send = gr.Button(I("send"), variant="primary", scale=1, elem_id="chat-send")
         stop = gr.Button(I("stop"), variant="stop", scale=1)
         clear = gr.Button(I("clear"), scale=1)
-    gr.Examples(EXAMPLES, inputs=message)
+    gr.Examples(EXAMPLES, inputs=message, label=I("chat_examples"))
     return ChatTab(choice, refresh_btn, max_new_tokens, temperature, chatbot, speed, compare, seed, chatbot_b, speed_b,
                    message, send, stop, clear)
 
