@@ -152,8 +152,6 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
                 if os.environ.get("STUDIO_FAULT_KIND") == "oom":
                     raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
                 raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
-            if files.status.get("phase") == "first_step":
-                files.phase(None)
             stopping = (files.dir / "STOP").exists()
             minutes = (time.time() - files.status["started_at"]) / 60
             if self.caps["steps"] and state.global_step >= self.caps["steps"]:
@@ -164,6 +162,8 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             self.stopped = self.stopped or stopping
             files.set(state="stopping" if stopping else "running", step=state.global_step,
                       max_steps=state.max_steps, elapsed_s=round(time.time() - self.t0, 2))
+            if files.status.get("phase") == "first_step":  # after "running" is written: "starting" always has a phase
+                files.phase(None)
             if stopping:
                 control.should_save = True  # a checkpoint to resume from
                 control.should_training_stop = True
@@ -309,10 +309,9 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
         # The rows come prepared: tokenized, masked, truncated, rows with no reply dropped (studio/prepare.py,
-        # equal to TRL's output: tests/test_templates.py). TRL's own pass over them is serial Python (15 s for
-        # 100k rows). Skipped on CPU, where Unsloth runs stock TRL; its GPU path reads this flag for its
-        # padding-free checks, so the GPU keeps TRL's pass. Packing needs that pass.
-        dataset_kwargs={"skip_prepare_dataset": True} if not on_gpu and not t.packing else None,
+        # equal to TRL's output: tests/test_templates.py). TRL's own pass over them (and Unsloth's on a GPU) is
+        # serial Python: 43-46 s before step 1 of an epoch on 100k rows (bench/gpu_trl_pass.py). Packing needs it.
+        dataset_kwargs={"skip_prepare_dataset": True} if not t.packing else None,
         # TRL's config defaults to checkpointing: Unsloth honours the LoRA setting's "false" on a GPU, its CPU
         # path does not, and recomputed every layer (a quarter of each step). "unsloth"/"true" keep the default.
         **({"gradient_checkpointing": False} if cfg.lora.use_gradient_checkpointing == "false" else {}),
@@ -444,6 +443,9 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     # 2. Data: standardize to role/content, render with the chat template, tokenize, mask the prompts.
     tokenizer = templates.apply_template(tokenizer, cfg.data.template)
     train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files, dist.world_size())
+    for prepared in (train_dataset, eval_dataset):  # every row is cut to max_length already: Unsloth's mark for
+        if prepared is not None:                     # it, so it keeps padding-free batches without its own pass
+            prepared._unsloth_truncated_to = cfg.train.max_length
     if cfg.data.train_on_responses_only:
         files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
     if len(train_dataset) == 0:

@@ -124,7 +124,10 @@ def test_prepared_rows_equal_what_sfttrainer_and_train_on_responses_only_make():
     from studio.train import sft_config
     cpu = sft_config(RunConfig(), Path("/tmp/studio-prep-test"), on_gpu=False)
     assert cpu.dataset_kwargs == {"skip_prepare_dataset": True} and cpu.gradient_checkpointing is False
-    assert sft_config(RunConfig(), Path("/tmp/studio-prep-test"), on_gpu=True).dataset_kwargs is None
+    assert sft_config(RunConfig(), Path("/tmp/studio-prep-test"), on_gpu=True).dataset_kwargs == cpu.dataset_kwargs
+    packing = RunConfig()
+    packing.train.packing = True  # packing needs TRL's pass
+    assert sft_config(packing, Path("/tmp/studio-prep-test"), on_gpu=True).dataset_kwargs is None
 
 
 def test_prepare_uses_a_process_per_core_for_big_jobs(monkeypatch):
