@@ -782,6 +782,7 @@ trainer = SFTTrainer(
         save_total_limit=SAVE_TOTAL_LIMIT,
         report_to="none",
         dataset_num_proc=1,
+        gradient_checkpointing=bool(GRADIENT_CHECKPOINTING),  # TRL's default is on; the LoRA setting above decides
     ),
 )
 if TRAIN_ON_RESPONSES_ONLY:
