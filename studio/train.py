@@ -42,7 +42,9 @@ class RunFiles:
         previous = runs.read_json(run_dir / "status.json") if resume else {}
         keep = ("step", "max_steps") if resume else ()
         self.status = {k: previous[k] for k in keep if k in previous}
-        self.status.update(state="starting", pid=os.getpid(), started_at=time.time(), resume=resume, phases=[])
+        # the first status written already names the first phase: "starting" never shows without one
+        self.status.update(state="starting", phase="worker", progress={}, pid=os.getpid(), started_at=time.time(),
+                           resume=resume, phases=[])
         if dist.under_launcher():  # torchrun (the parent) is the job: kill_job(launcher_pid) ends every rank
             self.status.update(launcher_pid=os.getppid(), world_size=dist.world_size())
         self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.writer else None
@@ -536,8 +538,7 @@ def main(argv=None) -> int:
         parser.error("RUN_DIR is required")
     run_dir = args.run_dir.resolve()
     locks = hold_locks(run_dir)  # noqa: F841  (held until the process ends; the OS releases them)
-    files = RunFiles(run_dir, args.resume)
-    files.phase("worker")
+    files = RunFiles(run_dir, args.resume)  # in the "worker" phase (imports) until the model loads
     code = 1
     try:
         code = run(run_dir, files, resume=args.resume)
