@@ -16,7 +16,7 @@ import pytest
 
 from studio import data, distributed, export, fit, jobs, runs, train
 from studio.auth import LOCAL
-from studio.config import BUNDLED_MODEL, RunConfig
+from studio.config import BUNDLED_DATA, BUNDLED_MODEL, RunConfig
 from studio.ui import dataset_tab, export_tab, run_view, template_tab, train_tab
 from studio.ui.i18n import STRINGS, say
 
@@ -181,19 +181,33 @@ def test_a_txt_upload_is_refused_in_korean_and_nothing_is_stored_or_lost(runs_di
 
 def test_the_upload_box_lets_every_type_through_to_the_translated_refusal():
     """Gradio's own check of file_types is an English toast from its JS bundle: the box has none and its label
-    names the types. A refused upload changes nothing but the box (the dataset shown stays, and the source and path
-    show no error badge over their values); a stored one is previewed."""
+    names the types. A refused upload changes nothing but the box (the dataset shown stays chosen, and no output
+    shows an error badge); a stored one becomes the dataset only once its preview reads."""
     from studio.ui import build_app
     demo = build_app()
     stored = next(d for d in demo.fns.values() if d.fn is dataset_tab.store_upload)
     box = demo.blocks[stored.targets[0][0]]
     assert isinstance(box, gr.File) and box.file_types is None and stored.show_progress == "hidden"
     assert all(ext in label for ext in data.ALLOWED_EXTENSIONS for label in STRINGS["upload"])
+    assert [type(o) for o in stored.outputs] == [gr.State]  # not the source and path yet
     after = [d for d in demo.fns.values() if d.trigger_after == stored._id]
-    assert sorted((d.fn is dataset_tab.preview_first, d.trigger_only_on_success, d.trigger_only_on_failure)
+    assert sorted((d.fn is dataset_tab.preview_upload, d.trigger_only_on_success, d.trigger_only_on_failure)
                   for d in after) == [(False, False, True), (True, True, False)]
-    refused = next(d for d in after if d.trigger_only_on_failure)
-    assert [o._id for o in refused.outputs] == [box._id] and refused.fn() is None
+    shown = next(d for d in after if d.trigger_only_on_success)
+    assert shown.show_progress == "hidden"
+    for step in (stored, shown):
+        refused = next(d for d in demo.fns.values() if d.trigger_after == step._id and d.trigger_only_on_failure)
+        assert [o._id for o in refused.outputs] == [box._id] and refused.fn() is None
+
+
+def test_an_uploaded_file_that_does_not_read_leaves_the_chosen_dataset(runs_dir):
+    """The preview of a stored upload refuses a broken file in Korean; only one that reads becomes the dataset."""
+    with pytest.raises(gr.Error) as ko:
+        dataset_tab.preview_upload(str(CORPUS / "unknown_role.jsonl"), "train", 0, "", KO)
+    assert "2행" in ko.value.message and "알 수 없는 역할" in ko.value.message
+    source, path, info, page, rows, html = dataset_tab.preview_upload(BUNDLED_DATA, "train", 0, "", KO)
+    assert (source, path, page) == ("file", BUNDLED_DATA, 1) and "600" in info and len(rows) == dataset_tab.PAGE_SIZE
+    assert all(u == gr.update() for u in dataset_tab.preview_upload(None, "train", 0, "", KO))
 
 
 def test_the_template_tab_says_a_bad_row_in_the_browsers_language():

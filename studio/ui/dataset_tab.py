@@ -29,6 +29,7 @@ class DatasetTab:
     standardized: gr.HTML
     eval_size: gr.Number
     eval_path: gr.Textbox
+    uploaded: gr.State  # the stored upload, until its preview succeeds and it becomes the dataset
 
     def config_fields(self) -> dict:
         return {"data.source": self.source, "data.path": self.path, "data.split": self.split,
@@ -63,19 +64,27 @@ def build(I, cfg: RunConfig) -> DatasetTab:
                               elem_id="eval-size")
         eval_path = gr.Textbox(cfg.data.eval_path, label=I("eval_path"))
     return DatasetTab(source, path, split, upload, max_rows, load, info, page, prev, next_, raw, standardized,
-                      eval_size, eval_path)
+                      eval_size, eval_path, gr.State(None))
 
 
-def store_upload(tmp_path: str | None, request: gr.Request = None):
+def store_upload(tmp_path: str | None, request: gr.Request = None) -> str | None:
     """Keep an upload under this person's uploads (content-addressed) so config.yaml can name it for good."""
     if not tmp_path:
-        return gr.update(), gr.update()
+        return None
     user = auth.user_from_request(request)
     try:
         dest = data.store_upload(tmp_path, user.name if user else None)
     except data.DataError as exc:  # a wrong type or too large: refused in the person's language, nothing changes
         raise gr.Error(say_data(exc, request)) from None
-    return "file", str(dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest)
+    return str(dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest)
+
+
+def preview_upload(stored: str | None, split: str, max_rows, token: str = "", request: gr.Request = None):
+    """The stored upload's first page; only a file that reads becomes the dataset (source and path). A broken one
+    is refused with the reason, and the dataset chosen before stays chosen and shown."""
+    if not stored:
+        return (gr.update(),) * 6
+    return ("file", stored, *preview("file", stored, split, max_rows, 1, token, request))
 
 
 def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | None = None,
@@ -145,11 +154,13 @@ def wire(tab: DatasetTab, token: gr.Textbox) -> None:
     tab.prev.click(turn(-1), inputs, outputs, api_visibility="private")
     tab.next.click(turn(+1), inputs, outputs, api_visibility="private")
     tab.page.submit(preview, inputs, outputs, api_visibility="private")
-    # A refused upload (its type, its size) is a toast in the person's language and changes nothing but the file
-    # box, emptied again: no progress shown, else the source and path would show an error badge over their values.
-    stored = tab.upload.upload(store_upload, tab.upload, [tab.source, tab.path], api_visibility="private",
+    # A refused upload (its type, its size, its rows) is a toast in the person's language and changes nothing but
+    # the file box, emptied again. No progress is shown: Gradio would leave an error badge over each output.
+    stored = tab.upload.upload(store_upload, tab.upload, tab.uploaded, api_visibility="private",
                                show_progress="hidden")
-    stored.success(preview_first, inputs, outputs, api_visibility="private")
-    stored.failure(lambda: None, None, tab.upload, api_visibility="private")
+    shown = stored.success(preview_upload, [tab.uploaded, tab.split, tab.max_rows, token],
+                           [tab.source, tab.path, *outputs], api_visibility="private", show_progress="hidden")
+    for step in (stored, shown):
+        step.failure(lambda: None, None, tab.upload, api_visibility="private")
     tab.source.input(lambda s: BUNDLED_DATA if s == "bundled" else ("" if s == "hub" else gr.update()),
                      tab.source, tab.path, api_visibility="private")
