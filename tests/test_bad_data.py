@@ -149,11 +149,13 @@ def test_start_refuses_with_the_same_message_and_writes_no_run(name, runs_dir, c
 def test_a_bad_upload_on_a_shared_space_is_refused(name, cause, monkeypatch, runs_dir, capsys, caplog):
     """The Space flow: upload (stored under runs/uploads/), preview, Start; paths restricted to uploads."""
     monkeypatch.setenv("STUDIO_RESTRICT_PATHS", "1")
-    source, stored = dataset_tab.store_upload(str(CORPUS / name))
-    assert source == "file" and Path(stored).name.endswith(name)
+    source, stored = "file", dataset_tab.store_upload(str(CORPUS / name))
+    assert Path(stored).name.endswith(name)
     runs_before = tree(runs_dir)
     with pytest.raises(gr.Error) as previewed:
         dataset_tab.preview(source, stored, "train", 0, 1)
+    with pytest.raises(gr.Error):  # the upload's own preview: it never becomes the dataset
+        dataset_tab.preview_upload(stored, "train", 0)
     with pytest.raises(gr.Error) as started:
         train_tab.start(*form(stored), "", None)
     for exc in (previewed.value, started.value):

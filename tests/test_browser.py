@@ -124,6 +124,7 @@ def test_korean_ui(app_url, browser, artifacts):
     page.get_by_label("max_steps (0 = 에포크 사용)").fill("8")
     page.locator("#start-btn").click()
     page.locator("#train-progress").get_by_text("완료").wait_for(timeout=300_000)
+    page.locator("#train-summary").get_by_text("1 스텝까지 걸린 시간").wait_for(timeout=30_000)  # may come a poll later
     text = page.locator("#train-progress").inner_text() + page.locator("#train-summary").inner_text()
     assert "스텝" in text and "1 스텝까지 걸린 시간" in text
     legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
@@ -202,7 +203,7 @@ def test_evaluate_compare_in_chat_and_export_every_format(app_url, browser, arti
     page.wait_for_function("() => document.querySelectorAll('#train-samples tbody tr').length >= 4", timeout=20_000)
     legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
     assert "eval loss" in legend
-    assert "The adapter is the best checkpoint: step" in page.locator("#train-summary").inner_text()
+    page.locator("#train-summary").get_by_text("The adapter is the best checkpoint: step").wait_for(timeout=30_000)
     page.screenshot(path=artifacts / "tab-train-eval.png", full_page=True)
 
     # Chat: the base model answers the same message beside the tuned one
