@@ -123,7 +123,9 @@ def test_korean_ui(app_url, browser, artifacts):
     page.get_by_role("button", name="훈련 시작").wait_for()
     page.get_by_label("max_steps (0 = 에포크 사용)").fill("8")
     page.locator("#start-btn").click()
-    page.locator("#train-progress").get_by_text("완료").wait_for(timeout=300_000)
+    # this run's end, not an earlier test's run that the tab showed on load (it re-attaches to the latest run)
+    page.wait_for_function("() => { const t = document.querySelector('#train-progress').innerText;"
+                           " return t.includes('완료') && t.includes('스텝 8 / 8'); }", timeout=300_000)
     page.locator("#train-summary").get_by_text("1 스텝까지 걸린 시간").wait_for(timeout=30_000)  # may come a poll later
     text = page.locator("#train-progress").inner_text() + page.locator("#train-summary").inner_text()
     assert "스텝" in text and "1 스텝까지 걸린 시간" in text
