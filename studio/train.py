@@ -314,9 +314,9 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         # equal to TRL's output: tests/test_templates.py). TRL's own pass over them (and Unsloth's on a GPU) is
         # serial Python: 43-46 s before step 1 of an epoch on 100k rows (bench/gpu_trl_pass.py). Packing needs it.
         dataset_kwargs={"skip_prepare_dataset": True} if not t.packing else None,
-        # TRL's config defaults to checkpointing: Unsloth honours the LoRA setting's "false" on a GPU, its CPU
-        # path does not, and recomputed every layer (a quarter of each step). "unsloth"/"true" keep the default.
-        **({"gradient_checkpointing": False} if cfg.lora.use_gradient_checkpointing == "false" else {}),
+        # stated, not TRL's default (on): Unsloth's CPU path took that over the LoRA setting's "false" and
+        # recomputed every layer (a quarter of each step); "unsloth"/"true" set up the model's own kind of it
+        gradient_checkpointing=cfg.lora.use_gradient_checkpointing != "false",
         ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # no graph walk per step
         # several ranks: each step's rows (the same ones one GPU would take) split into micro-batches of equal
         # cost, so no rank waits for the longest (studio/balance.py); one rank keeps plain shuffling

@@ -91,3 +91,18 @@ def machine_free():
     stop_everything()
     yield
     stop_everything()
+
+
+class BrowserRequest:
+    """What the handlers read of a gr.Request: the browser's language (Accept-Language)."""
+
+    def __init__(self, accept_language: str):
+        self.headers = {"accept-language": accept_language}
+
+
+KO, EN = BrowserRequest("ko-KR,ko"), BrowserRequest("en-US,en;q=0.9")
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under root: a refused action must leave it as it was."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from conftest import start_run, wait_for
+from conftest import start_run, tree, wait_for
 
 from studio import data, jobs, runs
 from studio.auth import LOCAL
@@ -84,10 +84,6 @@ def load_and_standardize(path: Path) -> data.Dataset:
 def no_traceback(capsys, caplog) -> None:
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err + caplog.text
-
-
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
 def form(path, name="bad-data") -> tuple[list[str], list]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from conftest import EN, KO, tree
 
 from studio import data, distributed, export, fit, jobs, runs, train
 from studio.auth import LOCAL
@@ -25,14 +26,6 @@ CORPUS = REPO / "tests" / "bad_data"
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
-class Request:
-    """What the handlers read of a gr.Request here: the browser's language."""
-
-    def __init__(self, accept_language: str):
-        self.headers = {"accept-language": accept_language}
-
-
-KO, EN = Request("ko-KR,ko"), Request("en-US,en;q=0.9")
 
 # file in tests/bad_data -> (the Korean message with its place, as the UI shows it: a regex)
 KOREAN = {
@@ -56,10 +49,6 @@ def data_error(name: str) -> data.DataError:
         for _ in data.load_file(CORPUS / name).iter_conversations():
             pass
     return info.value
-
-
-def tree(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
 # ---------------------------------------------------------------- the messages

@@ -3,6 +3,8 @@ import ast
 import re
 from pathlib import Path
 
+from conftest import KO
+
 from studio.ui.i18n import STRINGS, t
 
 UI = Path(__file__).resolve().parent.parent / "studio" / "ui"
@@ -62,6 +64,4 @@ def test_no_ui_text_bypasses_i18n():
 
 
 def test_server_text_follows_the_request_language():
-    class Request:
-        headers = {"accept-language": "ko-KR,ko;q=0.9"}
-    assert t("state_running", Request()) == "훈련 중" and t("state_running", None) == "running"
+    assert t("state_running", KO) == "훈련 중" and t("state_running", None) == "running"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, launch_app, stop_everything, wait_for
+from conftest import KO, REPO, launch_app, stop_everything, wait_for
 
 from studio import data, jobs, models, runs, templates
 from studio.auth import LOCAL, User
@@ -170,12 +170,9 @@ def test_the_worker_applies_the_path_rule_itself(monkeypatch, tmp_path):
     assert status["state"] == "failed" and "only uploaded files" in status["error"] and status["hint"] == "data"
     # the Train tab says it in the reader's language (the status keeps the code and the place)
     from studio.ui import run_view
-
-    class Korean:
-        headers = {"accept-language": "ko-KR,ko"}
     assert status["data_error"] == {"code": "data_uploads_only", "params": {}, "file": "secret.jsonl", "row": None,
                                     "column": None}
-    assert run_view.error_text(status, Korean()).startswith(
+    assert run_view.error_text(status, KO).startswith(
         "### ❌ secret.jsonl: 이 공유 서버에서는 업로드한 파일만 쓸 수 있습니다\n데이터셋에 문제가 있습니다")
 
 
