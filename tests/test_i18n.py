@@ -21,6 +21,15 @@ def test_every_key_has_both_languages_and_the_same_placeholders():
         assert fields[0] == fields[1], (key, fields)
 
 
+def test_every_key_the_tabs_ask_for_exists():
+    """I("key") with a key missing from STRINGS shows the key itself as the label (the Runs table's did)."""
+    asked = {node.args[0].value for path in UI.glob("*.py") for node in ast.walk(ast.parse(path.read_text("utf-8")))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "I" and node.args
+             and isinstance(node.args[0], ast.Constant)}
+    assert len(asked) > 100
+    assert asked - set(STRINGS) == set()
+
+
 def test_korean_is_korean():
     hangul = re.compile(r"[\uac00-\ud7a3]")
     names = {"fmt_sharegpt", "fmt_openai", "fmt_alpaca", "src_hub", "lora_alpha", "sum_loss",

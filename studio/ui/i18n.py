@@ -331,6 +331,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat_compare_info": ("e.g. the base model against your adapter, or two runs", "예: 베이스 모델과 내 어댑터, 또는 두 실행"),
     "chat_seed": ("Sampling seed", "샘플링 시드"),
     "chat_examples": ("Examples", "예시"),
+    "runs_table": ("Your runs", "내 실행 목록"),
     "dist_title": ("Several GPUs (torchrun)", "여러 GPU (torchrun)"),
     "dist_gpus": ("GPUs per node (0 = every visible GPU)", "노드당 GPU 수 (0 = 보이는 GPU 전부)"),
     "dist_strategy": ("Strategy", "전략"),
