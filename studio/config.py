@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -114,7 +115,10 @@ class RunConfig:
                 kwargs[key] = section
                 problems += found
             elif key == "run_name":
-                kwargs[key] = str(value)
+                try:
+                    kwargs[key] = _coerce(value, "", key)
+                except ValueError as exc:
+                    problems.append(_problem(key, "", value, exc))
             else:
                 problems.append(Problem(key, "err_unknown_key", {"key": key}))
         if problems:
@@ -180,6 +184,7 @@ class ConfigError(ValueError):
 
 
 def _section(kind, values: dict, where: str):
+    """The one parser of every section: each field through `_coerce`, every problem collected."""
     known = {f.name: f for f in fields(kind)}
     out, problems = {}, []
     for key, value in values.items():
@@ -189,33 +194,66 @@ def _section(kind, values: dict, where: str):
         default = getattr(kind(), key)
         try:
             out[key] = _coerce(value, default, f"{where}.{key}")
-        except ValueError:
-            problems.append(Problem(f"{where}.{key}", "err_type", {"key": f"{where}.{key}",
-                                                                  "expected": type(default).__name__,
-                                                                  "got": repr(value)[:60]}))
+        except ValueError as exc:
+            problems.append(_problem(f"{where}.{key}", default, value, exc))
     return kind(**out), problems
 
 
+def _problem(key: str, default, value, exc: ValueError) -> Problem:
+    if value is None:
+        return Problem(key, "err_null", {"key": key})
+    return Problem(key, "err_type", {"key": key, "expected": type(default).__name__, "got": repr(value)[:60]})
+
+
+_TYPE_NAMES = {bool: "true/false", int: "whole number", float: "number", str: "text", list: "list"}  # (English)
+TRUE_WORDS, FALSE_WORDS = ("true", "yes", "on"), ("false", "no", "off")
+
+
 def _coerce(value, default, where):
-    """YAML hands back what the user typed; bring it to the field's type (1e-3 may arrive as str)."""
-    try:
-        if isinstance(default, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
+    """What YAML (or a form) hands back, brought to the field's type, or ValueError: nothing is guessed.
+
+    A value of the wrong kind is refused ("ture" is not a boolean, 2.5 is not a whole number, YAML's null is
+    not the text "None"). What is taken: numbers written as text ("2e-4": YAML 1.1 reads it as a string),
+    true/false/yes/no/on/off for booleans, a number where text is expected (a split named 2023), and a list
+    as one item per line of text (a text box)."""
+    if value is None:
+        raise ValueError(f"config: '{where}' is empty (null)")
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower() if isinstance(value, str) else None
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(default, float):
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        if isinstance(default, list):
-            if isinstance(value, str):  # one item per line, as a text box holds them
-                return [line.strip() for line in value.splitlines() if line.strip()]
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is list:
+        if isinstance(value, str):  # one item per line, as a text box holds them
+            return [line.strip() for line in value.splitlines() if line.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                                    for v in value):
             return [str(v) for v in value]
-        return str(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"config: '{where}' must be a {type(default).__name__}, got {value!r}") from None
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ValueError(f"config: '{where}' must be a {_TYPE_NAMES.get(kind, kind.__name__)}, got {value!r}")
 
 
 def resolve_path(path: str) -> Path:

@@ -46,7 +46,7 @@ def test_the_readme_example_runs(app):
 
 
 def test_bad_config_yaml_is_refused_with_every_problem(client):
-    with pytest.raises(Exception, match=r"unknown key 'train.lr'.*'train.seed' must be a int"):
+    with pytest.raises(Exception, match=r"unknown key 'train.lr'.*'train.seed' must be a whole number"):
         client.predict(config_yaml="train:\n  lr: 1\n  seed: x\n", api_name="/start_training")
     with pytest.raises(Exception, match=r"learning_rate must be a positive number.*LoRA r must be at least 1"):
         client.predict(config_yaml="train:\n  learning_rate: -1\nlora:\n  r: 0\n", api_name="/start_training")

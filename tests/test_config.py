@@ -82,3 +82,42 @@ def test_validation_needs_steps_or_epochs_and_fits_context():
     cfg.model.max_seq_length = 4096
     assert Problem("max_seq_length", "err_context") in validate(cfg, context_length=2048)
     assert validate(RunConfig()) == [] and validate(chapter_recipe()) == []
+
+
+@pytest.mark.parametrize("yaml_text,field,code", [
+    ("train:\n  packing: ture\n", "train.packing", "err_type"),       # a typo is not False
+    ("train:\n  packing: 2\n", "train.packing", "err_type"),
+    ("train:\n  max_steps: 2.5\n", "train.max_steps", "err_type"),
+    ("train:\n  max_steps: true\n", "train.max_steps", "err_type"),   # a boolean is not 1
+    ("train:\n  learning_rate: fast\n", "train.learning_rate", "err_type"),
+    ("train:\n  optim: null\n", "train.optim", "err_null"),           # null is not the text "None"
+    ("data:\n  split: ~\n", "data.split", "err_null"),
+    ("run_name: null\n", "run_name", "err_null"),
+    ("run_name: yes\n", "run_name", "err_type"),                      # YAML's yes is a boolean, not a name
+    ("lora:\n  target_modules: [q_proj, null]\n", "lora.target_modules", "err_type"),
+    ("distributed:\n  balance: maybe\n", "distributed.balance", "err_type"),
+    ("distributed:\n  gpus: two\n", "distributed.gpus", "err_type"),
+])
+def test_a_config_typo_is_refused_not_guessed(yaml_text, field, code):
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml(yaml_text)
+    assert [(p.field, p.code) for p in info.value.problems] == [(field, code)]
+
+
+def test_what_yaml_or_a_form_writes_for_a_right_value_is_taken():
+    cfg = RunConfig.from_yaml("run_name: 2023\ntrain:\n  learning_rate: '2e-4'\n  packing: 'yes'\n  max_steps: '30'\n"
+                              "  seed: 7.0\ndata:\n  split: 2023\nlora:\n  target_modules: \"q_proj\\nv_proj\"\n")
+    assert (cfg.run_name, cfg.train.learning_rate, cfg.train.packing, cfg.train.max_steps, cfg.train.seed,
+            cfg.data.split, cfg.lora.target_modules) == ("2023", 2e-4, True, 30, 7, "2023", ["q_proj", "v_proj"])
+
+
+def test_type_problems_are_said_in_both_languages():
+    from conftest import EN, KO
+    from studio.jobs import Refused
+    from studio.ui.i18n import say
+    with pytest.raises(ConfigError) as info:
+        RunConfig.from_yaml("train:\n  packing: ture\n  optim: null\n")
+    refusal = Refused("err_config", problems=info.value.problems)
+    assert "'train.packing' must be true or false, got 'ture'" in say(refusal, EN)
+    assert "'train.packing'에는 true 또는 false이(가) 와야 합니다" in say(refusal, KO)
+    assert "'train.optim'가 비어 있습니다(null)" in say(refusal, KO)
