@@ -70,11 +70,9 @@ def one_case(args) -> dict:
     from gradio_client import Client
 
     from studio import runs
-    from studio.ui import build_app, launch_kwargs
+    from studio.ui import build_app, serve
     demo = build_app()
-    kw = launch_kwargs()
-    kw.update(server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue().launch(**kw)
+    serve(demo, server_port=None, prevent_thread_lock=True, quiet=True)  # as `make run` starts it
     client = Client(demo.local_url, verbose=False)
     deadline = time.time() + 120
     while not runs.STANDBY.ready() and time.time() < deadline:  # a person arrives after the app has started

@@ -24,7 +24,6 @@ def one_run() -> dict:
     t0 = time.perf_counter()
     runs.launch(run_dir)
     while True:
-        runs.reap()
         status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             break

@@ -84,7 +84,6 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _term)
     status = {}
     while time.time() - t0 < a.timeout:
-        runs.reap()
         status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             break

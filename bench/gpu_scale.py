@@ -31,7 +31,6 @@ def run_worker(cfg, timeout: float) -> tuple[dict, list[dict]]:
     t0 = time.time()
     runs.launch(run_dir)
     while time.time() - t0 < timeout:
-        runs.reap()
         status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             break

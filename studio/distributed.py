@@ -303,23 +303,12 @@ def _shell(cfg, run_dir, load_in_4bit, resume, node_rank, repo, python, visible)
 # ---------------------------------------------------------------- stopping a whole job from outside
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid` (children first found through /proc; Linux)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [int(pid)]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    """Every process below `pid` (torchrun's ranks and what they started)."""
+    import psutil
+    try:
+        return [c.pid for c in psutil.Process(int(pid)).children(recursive=True)]
+    except psutil.Error:
+        return []
 
 
 def kill_job(pid: int) -> list[int]:
@@ -451,8 +440,8 @@ def wait_for_exit(pids: list[int], timeout: float) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    import psutil
     try:
-        with open(f"/proc/{int(pid)}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
+        return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False

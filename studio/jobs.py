@@ -6,13 +6,14 @@ of you". Refusals are `Refused(code, **params)`: message codes that studio/ui/i1
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
-from studio import config as config_mod, data, models, runs
+from studio import config as config_mod
+from studio import data, models, runs
 from studio.auth import User
 from studio.config import ConfigError, RunConfig
+from studio.limits import caps
 
 PREFLIGHT_ROWS = 2000  # rows checked before Start returns; the worker checks every row it uses before step 1
 
@@ -21,16 +22,6 @@ class Refused(Exception):
     def __init__(self, code: str, **params):
         self.code, self.params = code, params
         super().__init__(code + (f" {params}" if params else ""))
-
-
-def caps() -> dict:
-    """Per-run limits set by the deployment (0 = none): minutes, optimizer steps, dataset rows."""
-    def num(name):
-        try:
-            return max(0, int(float(os.environ.get(name, "0") or 0)))
-        except ValueError:
-            return 0
-    return {"minutes": num("STUDIO_CAP_MINUTES"), "steps": num("STUDIO_CAP_STEPS"), "rows": num("STUDIO_CAP_ROWS")}
 
 
 def open_run(run_id: str, user: User) -> Path:
@@ -87,21 +78,22 @@ def start(cfg_or_yaml, user: User, token: str | None = None) -> dict:
     cfg = parse_config(cfg_or_yaml)
     preflight(cfg, token or None, user)
     run_dir = runs.create_run(cfg, owner=user.name)
-    if token:
-        runs._secrets[run_dir.name] = {"HF_TOKEN": token}
-    runs.enqueue(run_dir, owner=user.name)
+    runs.enqueue(run_dir, owner=user.name, token=token or None)
     runs.dispatch()
     return status(run_dir.name, user)
 
 
 def resume(run_id: str, user: User, token: str | None = None) -> dict:
+    """Continue from the last checkpoint (queued if the machine is busy). For a queued run that waits for its
+    token (the app restarted), the token given here lets it go."""
     run_dir = open_run(run_id, user)
+    if token and runs.provide_token(run_dir.name, token):
+        runs.dispatch()
+        return status(run_id, user)
     if not runs.last_checkpoint(run_dir):
         raise Refused("err_no_checkpoint")
     try:
-        if token:
-            runs._secrets[run_dir.name] = {"HF_TOKEN": token}
-        runs.enqueue(run_dir, resume=True, owner=user.name)
+        runs.enqueue(run_dir, resume=True, owner=user.name, token=token or None)
     except runs.Busy:
         raise Refused("err_already_running") from None
     runs.dispatch()
@@ -109,22 +101,36 @@ def resume(run_id: str, user: User, token: str | None = None) -> dict:
 
 
 def stop(run_id: str, user: User) -> dict:
-    """Stop a live run (it saves a checkpoint and the adapter) or take a queued one out of the queue."""
+    """Stop a live run (it saves a checkpoint and the adapter; before its first step it simply ends) or take
+    a queued one out of the queue."""
     run_dir = open_run(run_id, user)
     if not runs.cancel(run_dir.name) and runs.worker_alive(run_dir):
         runs.request_stop(run_dir)
+        runs.STANDBY.cancel(run_dir.name)
     return status(run_id, user)
+
+
+def delete(run_id: str, user: User) -> None:
+    """Remove one of the person's runs, with its checkpoints and exports; a live run must be stopped first."""
+    run_dir = open_run(run_id, user)
+    runs.cancel(run_dir.name)
+    try:
+        runs.delete_run(run_dir)
+    except runs.Busy:
+        raise Refused("err_delete_live") from None
+
+
+STATUS_KEYS = ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s", "train_loss",
+               "train_runtime", "error", "error_code", "error_params", "data_error", "hint", "resumable",
+               "stop_reason", "stopped_in", "started_at", "ended_at", "updated_at", "traceback", "failed_rank",
+               "world_size", "best_step", "best_eval_loss", "waiting_for")
 
 
 def status(run_id: str, user: User) -> dict:
     """training_status: the run's state, phase and progress, as plain JSON."""
     run_dir = open_run(run_id, user)
     view = runs.view(run_dir)
-    out = {k: view.get(k) for k in ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s",
-                                     "train_loss", "train_runtime", "error", "error_code", "data_error", "hint",
-                                     "resumable", "stop_reason", "started_at", "ended_at", "updated_at", "traceback",
-                                     "failed_rank", "world_size", "best_step", "best_eval_loss")
-           if view.get(k) is not None}
+    out = {k: view.get(k) for k in STATUS_KEYS if view.get(k) is not None}
     out["run_id"] = run_dir.name
     last = runs.last_log(run_dir)
     if last:
@@ -136,7 +142,7 @@ def status(run_id: str, user: User) -> dict:
 
 def queue_position(run_id: str) -> dict:
     """How many runs are ahead (the live one included) and a rough wait, never whose they are."""
-    entries = runs.queue()
+    entries = [e for e in runs.queued() if not e.get("waiting_for") or e["run"] == run_id]
     index = next((i for i, e in enumerate(entries) if e["run"] == run_id), len(entries))
     holder = runs.machine_holder()
     ahead = index + (1 if holder else 0)
@@ -149,8 +155,9 @@ def queue_position(run_id: str) -> dict:
             wait += elapsed / step * (total - step)
         else:
             known = False
+    rates = seconds_per_step()
     for entry in entries[:index]:
-        estimate = typical_duration(runs.runs_root() / entry["run"])
+        estimate = typical_duration(runs.runs_root() / entry["run"], rates)
         if estimate is None:
             known = False
         else:
@@ -158,17 +165,23 @@ def queue_position(run_id: str) -> dict:
     return {"position": ahead + 1, "ahead": ahead, "wait_s": round(wait) if known else None}
 
 
-def typical_duration(run_dir: Path) -> float | None:
-    """A queued run's expected length: seconds per step of the latest finished run of the same model."""
-    try:
-        cfg = RunConfig.load(run_dir / "config.yaml")
-    except (OSError, ValueError):
+def seconds_per_step() -> dict[str, tuple[float, int]]:
+    """Per model: (seconds a step took, steps) in the latest completed run of it (one pass over the runs)."""
+    rates: dict[str, tuple[float, int]] = {}
+    for row in runs.list_runs():  # newest first: the first seen wins
+        if row["state"] == "completed" and row["runtime_s"] and row["step"] and row["model"] not in rates:
+            rates[row["model"]] = (row["runtime_s"] / row["step"], row["step"])
+    return rates
+
+
+def typical_duration(run_dir: Path, rates: dict[str, tuple[float, int]]) -> float | None:
+    """A queued run's expected length, from the seconds per step of the same model (an epoch run: as many
+    steps as that run took)."""
+    facts = runs.run_facts(run_dir)
+    if facts is None or facts["model"] not in rates:
         return None
-    for row in runs.list_runs():
-        if row["model"] == cfg.model.name and row["state"] == "completed" and row["runtime_s"] and row["step"]:
-            steps = cfg.train.max_steps or row["step"]
-            return row["runtime_s"] / row["step"] * steps + 10
-    return None
+    rate, steps = rates[facts["model"]]
+    return rate * (facts["max_steps"] or steps) + 10
 
 
 def visible_runs(user: User) -> list[dict]:
@@ -179,7 +192,6 @@ def wait_until(run_id: str, user: User, states=runs.FINAL_STATES, timeout: float
     """For notebooks and tests: poll until the run reaches one of `states`."""
     deadline = time.time() + timeout
     while True:
-        runs.reap()
         s = status(run_id, user)
         if s.get("state") in states or time.time() > deadline:
             return s

@@ -5,7 +5,7 @@
 
 Reads <run>/config.yaml; writes status.json (it alone), metrics.jsonl, checkpoints/ and adapter/. It talks to
 the app only through those files, so closing the browser never touches it. It holds the machine's lock and the
-run's lock (studio/runs.py) for its whole life; the app hands them over when it launches the worker, and a
+run's lock (studio/runs/folder.py) for its whole life; the app hands them over when it launches the worker, and a
 worker started by hand takes them itself.
 
 Every phase from start to step 1 is in status.json as it happens (a heartbeat rewrites it every second), and
@@ -25,11 +25,23 @@ import time
 import traceback
 from pathlib import Path
 
-from studio import data as data_mod, distributed as dist, prepare, runs, templates
+from studio import data as data_mod, distributed as dist, prepare, templates
+from studio.limits import caps
+from studio.runs import folder
 from studio.config import RunConfig, resolve_path
 
 GIB = 1024 ** 3
 HEARTBEAT_S = 1.0
+STOP_POLL_S = 0.2  # a Stop before the first step ends the worker within this (and the status write)
+
+
+def earlier_seconds(previous: dict) -> float:
+    """The time earlier attempts of this run spent (a Resume continues the minutes cap where they left it)."""
+    spent = previous.get("trained_before_s") or 0.0
+    if previous.get("started_at"):
+        spent += max(0.0, (previous.get("ended_at") or previous.get("updated_at") or previous["started_at"])
+                     - previous["started_at"])
+    return spent
 
 
 class RunFiles:
@@ -39,19 +51,20 @@ class RunFiles:
     def __init__(self, run_dir: Path, resume: bool):
         self.dir = run_dir
         self.writer = dist.is_main()
-        previous = runs.read_json(run_dir / "status.json") if resume else {}
+        previous = folder.read_json(run_dir / "status.json") if resume else {}
         keep = ("step", "max_steps") if resume else ()
         self.status = {k: previous[k] for k in keep if k in previous}
         # the first status written already names the first phase: "starting" never shows without one
         self.status.update(state="starting", phase="worker", progress={}, pid=os.getpid(), started_at=time.time(),
-                           resume=resume, phases=[])
+                           resume=resume, phases=[], trained_before_s=round(earlier_seconds(previous), 2))
         if dist.under_launcher():  # torchrun (the parent) is the job: kill_job(launcher_pid) ends every rank
             self.status.update(launcher_pid=os.getppid(), world_size=dist.world_size())
         self.metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8") if self.writer else None
         if self.writer:
             (run_dir / "failed_rank").unlink(missing_ok=True)  # a previous attempt's marker
         self.lock = threading.Lock()
-        self.phase_started = time.time()
+        # the "worker" phase began when the app launched us (a standby still importing took the run then)
+        self.phase_started = min(time.time(), float(os.environ.pop("STUDIO_HANDED_AT", "") or time.time()))
         self.write()
         if self.writer:
             threading.Thread(target=self._heartbeat, daemon=True).start()
@@ -63,18 +76,44 @@ class RunFiles:
             self.status["updated_at"] = time.time()
             if self.status.get("phase"):
                 self.status["phase_elapsed_s"] = round(time.time() - self.phase_started, 1)
-            runs.write_json_atomic(self.dir / "status.json", self.status)
+            folder.write_json_atomic(self.dir / "status.json", self.status)
 
     def _heartbeat(self) -> None:
-        """No phase may sit silent: the status is rewritten every second while the run is active."""
+        """No phase may sit silent: the status is rewritten every second while the run is active. And a Stop
+        that comes before the first optimizer step ends the worker now, whatever it is doing (a download, a
+        model load, preparing rows): nothing is lost that a step would have saved."""
+        last_write = time.time()
         while True:
-            time.sleep(HEARTBEAT_S)
-            if self.status.get("state") not in runs.ACTIVE_STATES:
+            time.sleep(STOP_POLL_S)
+            if self.status.get("state") not in folder.ACTIVE_STATES:
                 return
-            try:
-                self.write()
-            except OSError:
-                pass
+            if self.status.get("state") == "starting" and (self.dir / "STOP").exists():
+                self.stop_now()
+            if time.time() - last_write >= HEARTBEAT_S:
+                last_write = time.time()
+                try:
+                    self.write()
+                except OSError:
+                    pass
+
+    def stop_now(self) -> None:
+        """Stopped before training began: say so, then end this process and all it started (the prepare pool;
+        under torchrun every rank), at once."""
+        phase = self.status.get("phase")
+        self.set(state="stopped", stopped_in=phase, ended_at=time.time(),
+                 resumable=folder.last_checkpoint(self.dir) is not None)
+        self.event("stopped_early", phase=phase)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if dist.under_launcher():
+            dist.kill_job(os.getppid())  # torchrun and every rank
+        elif os.getpgrp() == os.getpid():  # our own session (the app starts us so): us and our children
+            os.killpg(os.getpid(), 9)
+        else:  # started by hand inside someone else's process group: our children, then us
+            import psutil
+            for child in psutil.Process().children(recursive=True):
+                child.kill()
+        os._exit(0)
 
     def event(self, kind: str, **fields) -> None:
         if not self.writer:
@@ -140,7 +179,6 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             if os.environ.get("STUDIO_FAULT_RANK") not in (None, str(dist.rank())):  # ...on this rank only
                 self.fault_step = 0
             self.stopped = False
-            from studio.jobs import caps
             self.caps = caps()  # the deployment's per-run limits (a shared Space)
 
         def on_train_begin(self, args, state, control, **kw):
@@ -155,7 +193,7 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
                     raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected at step {state.global_step})")
                 raise RuntimeError(f"fault injected at step {state.global_step} (STUDIO_FAULT_AT_STEP)")
             stopping = (files.dir / "STOP").exists()
-            minutes = (time.time() - files.status["started_at"]) / 60
+            minutes = (files.status["trained_before_s"] + time.time() - files.status["started_at"]) / 60
             if self.caps["steps"] and state.global_step >= self.caps["steps"]:
                 stopping, files.status["stop_reason"] = True, f"steps:{self.caps['steps']}"
             elif self.caps["minutes"] and minutes >= self.caps["minutes"]:
@@ -385,7 +423,7 @@ def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
 
     Returns (train dataset, rows dropped, rows used, eval dataset or None, the eval rows' first user turns)."""
     files.phase("data")
-    allowed = data_mod.allowed_roots(runs.read_meta(files.dir).get("owner"))
+    allowed = data_mod.allowed_roots(folder.read_meta(files.dir).get("owner"))
     token = os.environ.get("HF_TOKEN")
     d, t = cfg.data, cfg.train
     ds = data_mod.load_dataset_source(d.source, d.path, d.split, d.max_rows, token=token, allowed_roots=allowed)
@@ -397,7 +435,7 @@ def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
     elif d.eval_size:
         held = data_mod.holdout(len(ds), d.eval_size, t.seed)
         eval_ds = ds
-    pool = [i for i in range(len(ds)) if i not in set(held)] if held else None
+    pool = data_mod.rows_left(len(ds), held)
     picks = data_mod.select_rows(len(pool) if pool is not None else len(ds), t.max_steps,
                                  t.per_device_train_batch_size * t.gradient_accumulation_steps * world, t.seed)
     indices = pool if picks is None else ([pool[i] for i in picks] if pool is not None else picks)
@@ -429,6 +467,8 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules.
     source = model_source(cfg, files)
     files.phase("model_load")
+    if os.environ.get("STUDIO_FAULT_SLOW_PHASE") == "model_load":  # tests: a load as slow as a big model's
+        time.sleep(60)
     dtype = None if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
     model, tokenizer = FastLanguageModel.from_pretrained(
         source, max_seq_length=cfg.model.max_seq_length, dtype=dtype,
@@ -473,7 +513,7 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
         count_tokens_lazily(trainer)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
-    checkpoint = runs.last_checkpoint(run_dir) if resume else None
+    checkpoint = folder.last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise ValueError("this run has no checkpoint to resume from")
     stats = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -521,8 +561,8 @@ def hold_locks(run_dir: Path) -> tuple[int, int]:
         gpu, run = (int(x) for x in handed.split(","))
         return gpu, run
     try:
-        return runs.take_locks(run_dir)
-    except runs.Busy as exc:
+        return folder.take_locks(run_dir)
+    except folder.Busy as exc:
         raise SystemExit(f"studio.train: {exc}") from None
 
 
@@ -547,7 +587,7 @@ def main(argv=None) -> int:
         tb = traceback.format_exc().strip().splitlines()
         report = dict(state="failed", error=f"{type(exc).__name__}: {exc}"[:2000], hint=failure_hint(exc),
                       traceback="\n".join(tb[:1] + tb[-20:]), ended_at=time.time(),
-                      resumable=runs.last_checkpoint(run_dir) is not None)
+                      resumable=folder.last_checkpoint(run_dir) is not None)
         if isinstance(exc, data_mod.DataError):  # the UI says it in the reader's language (run_view.error_text)
             report["data_error"] = exc.as_dict()
         if dist.world_size() > 1:  # the first rank to fail reports (the others fail because it left)
@@ -558,7 +598,7 @@ def main(argv=None) -> int:
                 os.close(fd)
                 files.writer = True
                 files.status.update(report, updated_at=time.time())
-                runs.write_json_atomic(run_dir / "status.json", files.status)
+                folder.write_json_atomic(run_dir / "status.json", files.status)
             except FileExistsError:
                 pass
         else:
@@ -580,18 +620,20 @@ def prewarm() -> None:
 
 
 def standby(fd: int) -> int:
-    """Wait, imports done, for the app to hand over a run (studio/runs.py: Standby); then run it."""
+    """Wait, imports done, for the app to hand over a run (studio/runs/launcher.py: Standby); then run it.
+
+    "R" says the imports are done; "A" says the run is ours: until the app reads it, the app keeps its own
+    copies of the run's locks and starts the run fresh if this process dies first."""
     sock = socket.socket(fileno=fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
     prewarm()
     try:
-        sock.send(b"R")  # ready: the app may say so
+        sock.send(b"R")
+    except OSError:
+        pass  # the app may have gone, or handed a run over and be waiting for "A": read what it sent
+    try:
         message, fds, _, _ = socket.recv_fds(sock, 1 << 16, 3)
-    except OSError:  # the app went away
+    except OSError:
         return 0
-    sock.close()
     if not message or len(fds) != 3:
         return 0  # the app went away: nothing to run
     gpu, run_lock, log = fds
@@ -602,10 +644,16 @@ def standby(fd: int) -> int:
         job = json.loads(message)
         os.environ.update(job.get("env") or {})
         os.environ["STUDIO_LOCK_FDS"] = f"{gpu},{run_lock}"
+        os.environ["STUDIO_HANDED_AT"] = str(job.get("handed_at") or time.time())  # the wait for our imports
         argv = [job["run_dir"]] + (["--resume"] if job.get("resume") else [])
-    except Exception:  # said in the run's log (its view then shows the failure), never lost in /dev/null
+    except Exception:  # said in the run's log; the app starts the run fresh (no "A" came)
         traceback.print_exc()
         return 1
+    try:
+        sock.send(b"A")
+    except OSError:
+        pass  # the app went away: the run is ours all the same
+    sock.close()
     return main(argv)
 
 

@@ -10,7 +10,6 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the unsloth wheel ships a package named `studio` too: ours must win
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("STUDIO_STANDBY", "0")  # tests that need the warm worker turn it on themselves
 ARTIFACTS = REPO / "test-artifacts"
 
 
@@ -32,14 +31,24 @@ def artifacts():
     return ARTIFACTS
 
 
-def launch_app():
-    """The studio as `make run` builds it, on a free port, in this process (close it with .close())."""
-    from studio.ui import build_app, launch_kwargs
-    demo = build_app()
-    kwargs = launch_kwargs()
-    kwargs.update(server_port=None, prevent_thread_lock=True, quiet=True)
-    demo.queue().launch(**kwargs)
-    return demo
+class App:
+    """The studio started as `make run` starts it (studio.ui.serve: the same queue concurrency, standby worker
+    and scheduler), on a free port, in this process. close() is what the app's own exit does."""
+
+    def __init__(self):
+        from studio.ui import build_app, serve
+        self.demo = build_app()
+        serve(self.demo, server_port=None, prevent_thread_lock=True, quiet=True)
+        self.local_url = self.demo.local_url
+
+    def close(self):
+        from studio import runs
+        self.demo.close()
+        runs.shutdown()
+
+
+def launch_app() -> App:
+    return App()
 
 
 def start_run(cfg, owner="local", env=None):
@@ -56,7 +65,6 @@ def wait_for(run_dir, states=None, timeout=300, step=None):
     states = states or runs.FINAL_STATES
     deadline = time.time() + timeout
     while time.time() < deadline:
-        runs.reap()
         status = runs.view(run_dir)
         if step is not None and status.get("step", 0) >= step:
             return status
@@ -75,7 +83,7 @@ def stop_everything() -> None:
     runs.SCHEDULER.stop()
     if runs.SCHEDULER.thread is not None:
         runs.SCHEDULER.thread.join(timeout=5)
-    for entry in runs.queue():
+    for entry in runs.queued():
         runs.cancel(entry["run"])
     live = [p for p in runs.runs_root().iterdir() if p.is_dir() and runs.worker_alive(p)]
     for run_dir in live:
@@ -83,7 +91,6 @@ def stop_everything() -> None:
     deadline = time.time() + 20
     while any(runs.worker_alive(p) for p in live) and time.time() < deadline:
         time.sleep(0.2)
-    runs.reap()
 
 
 @pytest.fixture()

@@ -397,7 +397,6 @@ def wait_final(run_dir, timeout=240):
     from studio import runs
     end = time.time() + timeout
     while time.time() < end:
-        runs.reap()
         status = runs.view(run_dir)
         if status.get("state") in runs.FINAL_STATES:
             return status

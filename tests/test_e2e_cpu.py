@@ -118,10 +118,15 @@ def test_a_killed_worker_is_detected_and_the_lock_released(default_run):
     run_dir = start_run(short_config("killed", steps=200))
     wait_for(run_dir, step=2, timeout=240)
     os.killpg(json.loads((run_dir / "status.json").read_text())["pid"], signal.SIGKILL)
-    time.sleep(0.5)
-    runs.reap()
+    deadline = time.time() + 10
+    while not (run_dir / "exit.json").exists() and time.time() < deadline:
+        time.sleep(0.05)  # the launcher's watch records how it ended
     status = runs.view(run_dir)
-    assert status["state"] == "failed" and "ended without a word" in status["error"]
+    assert status["state"] == "failed" and status["error_code"] == "err_killed_oom"
+    assert status["error_params"] == {"signal": "SIGKILL"} and status["hint"] == "oom"
+    from conftest import KO
+    from studio.ui import run_view
+    assert "강제 종료되었습니다 (SIGKILL)" in run_view.error_text(status, KO)
     assert runs.machine_holder() is None and not runs.worker_alive(run_dir)  # the OS released both locks
     saved = json.loads((run_dir / "status.json").read_text())
     assert saved["state"] == "running"  # nobody but the worker writes status.json: the failure is derived

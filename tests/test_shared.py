@@ -80,8 +80,8 @@ def test_start_and_resume_from_10_threads_and_2_processes_make_exactly_one_worke
             RunConfig.load(run_dir / "config.yaml")
             assert runs.read_meta(run_dir)["owner"] == "local"
             assert runs.view(run_dir)["state"] in ("queued", "starting", "running")
-        assert sum(1 for e in runs.queue() if e["run"] == resumable.name) <= 1  # one entry per run
-        assert len(runs.queue()) + len(live_workers()) == 8
+        assert sum(1 for e in runs.queued() if e["run"] == resumable.name) <= 1  # one entry per run
+        assert len(runs.queued()) + len(live_workers()) == 8
     finally:
         stop_everything()
 

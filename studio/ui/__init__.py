@@ -102,6 +102,17 @@ def build_app() -> gr.Blocks:
     return demo
 
 
+QUEUE = dict(default_concurrency_limit=4)  # handlers that may run at once (each event may set its own)
+
+
+def serve(demo: gr.Blocks, **overrides):
+    """Start the studio as `make run` and a Space do (app.py), and as the tests do: the same queue, the same
+    standby worker and scheduler; `overrides` only for launch()'s port and blocking. The app's exit (Ctrl-C,
+    SIGTERM, the end of the process) stops the standby; runs that train go on."""
+    runs.install_exit_handlers()
+    return demo.queue(**QUEUE).launch(**{**launch_kwargs(), **overrides})
+
+
 def launch_kwargs() -> dict:
     """Options for demo.launch(): theme, css, i18n and limits go here in Gradio 6."""
     return dict(

@@ -209,6 +209,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "state_stopped": ("stopped", "중지됨"),
     "state_failed": ("failed", "실패"),
     "state_interrupted": ("interrupted", "중단됨"),
+    "state_cancelled": ("cancelled (never started)", "취소됨 (시작 전)"),
     "phase_worker": ("starting the worker (loading Unsloth)", "워커 시작 (Unsloth 불러오는 중)"),
     "phase_model_download": ("downloading the model", "모델 내려받는 중"),
     "phase_model_load": ("loading the model", "모델 불러오는 중"),
@@ -273,7 +274,14 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err_config_shape": ("the config must be a YAML mapping of sections", "설정은 섹션으로 된 YAML 매핑이어야 합니다"),
     "err_yaml": ("not valid YAML ({detail})", "올바른 YAML이 아닙니다 ({detail})"),
     "err_unknown_key": ("unknown key '{key}'", "알 수 없는 키 '{key}'"),
-    "err_type": ("'{key}' must be a {expected}, got {got}", "'{key}'는 {expected} 형이어야 합니다 (받은 값: {got})"),
+    "err_type": ("'{key}' must be {expected}, got {got}", "'{key}'에는 {expected}이(가) 와야 합니다 (받은 값: {got})"),
+    "err_null": ("'{key}' is empty (null): give it a value or leave the line out",
+                 "'{key}'가 비어 있습니다(null): 값을 넣거나 그 줄을 빼세요"),
+    "type_bool": ("true or false", "true 또는 false"),
+    "type_int": ("a whole number", "정수"),
+    "type_float": ("a number", "숫자"),
+    "type_str": ("text", "텍스트"),
+    "type_list": ("a list", "목록"),
     "err_empty": ("'{field}' is empty", "'{field}'가 비어 있습니다"),
     "err_model_load": ("{detail}", "{detail}"),
     "err_data": ("{detail}", "{detail}"),
@@ -281,8 +289,24 @@ STRINGS: dict[str, tuple[str, str]] = {
     "err_already_running": ("This run is already running or queued.", "이 실행은 이미 진행 중이거나 대기 중입니다."),
     "err_cap_rows": ("This run would use {rows:,} rows; this server allows at most {cap:,} per run.",
                      "이 실행은 {rows:,}행을 쓰지만 이 서버는 실행당 최대 {cap:,}행까지 허용합니다."),
-    "err_vanished": ("the training process ended without a word (killed, out of memory, or the machine restarted)",
-                     "훈련 프로세스가 말없이 끝났습니다 (강제 종료, 메모리 부족, 또는 재부팅)"),
+    "err_vanished": ("the training process ended while the app was not watching (the app or the machine restarted)",
+                     "앱이 지켜보지 않는 사이 훈련 프로세스가 끝났습니다 (앱 또는 컴퓨터가 다시 시작됨)"),
+    "err_killed_oom": ("the training process was killed ({signal}): out of memory, or killed by hand",
+                       "훈련 프로세스가 강제 종료되었습니다 ({signal}): 메모리 부족이거나 누군가 종료했습니다"),
+    "err_killed": ("the training process was ended by {signal}", "훈련 프로세스가 {signal} 신호로 끝났습니다"),
+    "err_exit_code": ("the training process exited with code {code} before it wrote its status",
+                      "훈련 프로세스가 상태를 쓰기 전에 종료 코드 {code}로 끝났습니다"),
+    "err_launch": ("the run could not be launched: {detail}", "실행을 시작할 수 없었습니다: {detail}"),
+    "hint_launch": ("Nothing was trained. Fix what is named above (the run's config.yaml, or the machine) and "
+                    "start again.", "아무것도 훈련하지 않았습니다. 위에 적힌 문제(실행의 config.yaml 또는 컴퓨터)를 "
+                    "고친 뒤 다시 시작하세요."),
+    "stopped_early": ("Stopped before training began ({phase}); nothing was trained.",
+                      "훈련이 시작되기 전에 멈췄습니다 ({phase}). 훈련된 것은 없습니다."),
+    "queued_needs_token": ("waiting for your Hugging Face token again (the app restarted and tokens are never "
+                           "saved): enter it on the Model tab and press Resume",
+                           "Hugging Face 토큰을 다시 기다립니다 (앱이 다시 시작되었고 토큰은 저장하지 않습니다): "
+                           "모델 탭에 입력하고 '이어서 훈련'을 누르세요"),
+    "err_delete_live": ("This run is live: stop it before deleting it.", "실행 중입니다: 삭제하려면 먼저 중지하세요."),
     "signed_in_as": ("Signed in as **{user}**{admin}", "**{user}**(으)로 로그인{admin}"),
     "admin_badge": (" (admin: sees every run)", " (관리자: 모든 실행을 봅니다)"),
     "runs_live": ("Refreshes by itself while a run is live.", "실행 중에는 저절로 새로 고칩니다."),
@@ -436,10 +460,18 @@ def say(exc, request: gr.Request | None = None) -> str:
         return say_data(exc, request)
     params = dict(getattr(exc, "params", {}) or {})
     if "problems" in params:
-        params["problems"] = " ".join(dict.fromkeys(t(p.code, request, **p.params) for p in params["problems"]))
+        params["problems"] = " ".join(dict.fromkeys(t(p.code, request, **_worded(p.params, request))
+                                                    for p in params["problems"]))
     if isinstance(params.get("cause"), data.DataError):
         params["detail"] = say_data(params.pop("cause"), request)
     return t(exc.code, request, **params)
+
+
+def _worded(params: dict, request) -> dict:
+    """A problem's parameters as the reader reads them (the expected type, in their language)."""
+    if "expected" in params:
+        return {**params, "expected": t(f"type_{params['expected']}", request)}
+    return params
 
 
 def say_data(exc: data.DataError, request: gr.Request | None = None) -> str:

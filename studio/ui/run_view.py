@@ -42,6 +42,8 @@ def phase_text(status: dict, request=None) -> str:
 def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> str:
     state = status.get("state", "created")
     head = f"**{run_id}** · `{t('state_' + state, request)}`"
+    if state == "queued" and status.get("waiting_for") == "token":
+        return f"{head} · {t('queued_needs_token', request)}"
     if state == "queued":
         wait = t("queued_wait", request, wait=clock(status["wait_s"])) if status.get("wait_s") is not None else ""
         return f"{head} · {t('queued_line', request, ahead=status.get('ahead', 0), wait=wait)}"
@@ -121,13 +123,15 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
 
 
 def error_text(status: dict, request=None) -> str:
+    if status.get("state") == "stopped" and status.get("stopped_in"):
+        return t("stopped_early", request, phase=t(f"phase_{status['stopped_in']}", request))
     if status.get("state") != "failed":
         return ""
     hint = t(f"hint_{status.get('hint', 'crash')}", request)
     if status.get("data_error"):  # a problem in the data, with where it is
         error = say_data(data.DataError.from_dict(status["data_error"]), request)
     elif status.get("error_code"):
-        error = t(status["error_code"], request)
+        error = t(status["error_code"], request, **(status.get("error_params") or {}))
     else:
         error = status.get("error", "failed")
     resumable = t("resumable_hint", request) if status.get("resumable") else ""

@@ -166,7 +166,6 @@ def resume(state, token, request: gr.Request | None = None):
 def on_load(browser_run, keys: list[str], request: gr.Request | None = None):
     """Page (re)load: this browser's run if it still may see it, else the person's newest run; the form
     shows that run's config, so Start would train what is on the screen."""
-    runs.reap()
     user = auth.user_from_request(request)
     visible = jobs.visible_runs(user) if user else []
     ids = [r["id"] for r in visible]
@@ -176,7 +175,6 @@ def on_load(browser_run, keys: list[str], request: gr.Request | None = None):
 
 def poll(state, request: gr.Request | None = None):
     """The progress line, the plot (only when it changed), summary, sample answers, error; `finished` at the end."""
-    runs.reap()
     if not state or not state.get("run"):
         return state, t("progress_idle", request), gr.skip(), "", "", "", gr.Timer(active=False), gr.skip()
     try:
