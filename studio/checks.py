@@ -339,6 +339,7 @@ MESSAGES = {
     "check_not_run": ("not checked yet", "아직 검사하지 않음"),
     "check_none": ("✓ none", "✓ 없음"),
     "check_count": ("**{n:,}** rows", "**{n:,}**행"),
+    "check_count_one": ("**1** row", "**1**행"),
     "check_count_sampled": ("**{n:,}** of {sample:,} sampled rows (≈ {estimate:,} of all {rows:,})",
                             "표본 {sample:,}행 중 **{n:,}**행 (전체 {rows:,}행이면 약 {estimate:,}행)"),
     "check_lost": ("{pct:.1f}% of the trained tokens are cut off", "학습할 토큰의 {pct:.1f}%가 잘려 나갑니다"),

@@ -150,9 +150,31 @@ def test_start_accepts_rows_the_run_drops_and_refuses_unknown_checks(tmp_path):
         [("data.drop", "err_drop_code", "duplicates")]
 
 
-def test_the_script_leaves_out_the_rows_the_run_recorded_and_refuses_without_a_record(runs_dir):
-    import ast
+def test_the_dataset_tab_says_each_finding_shows_its_rows_and_ticks_data_drop(tmp_path):
+    """The handlers behind 'Check data', 'Show rows' and 'Drop for this run', in Korean."""
+    from conftest import KO
 
+    from studio.ui import data_checks
+    train, evaluated, _ = crafted(tmp_path)
+    keys = ["data.source", "data.path", "data.eval_path", "train.max_length"]
+    out = data_checks.check_data(keys, ["file", str(train), str(evaluated), MAX_LENGTH], "", KO)
+    n = len(checks.CHECKS)
+    status, lines, buttons, found = out[0], dict(zip(checks.CHECKS, out[1:1 + n])), out[1 + n:1 + 2 * n], out[1 + 2 * n]
+    assert "**49**행" in status and "평가 행 2개" in status and "토큰 검사: 모든 행" in status
+    assert lines["duplicate"].startswith("**완전 중복** · ⚠️ **1**행") and "✓ 없음" in lines["render_error"]
+    assert "학습할 토큰의" in lines["truncated"]  # the share of trained tokens the cut loses
+    assert [b.interactive for b in buttons] == [code != "render_error" for code in checks.CHECKS]
+    shown = data_checks.show_rows("duplicate", found, "", KO)
+    assert "41행 · <span class=\"note\">1행과 같음</span>" in shown and "What is 7 + 5?" in shown
+    assert "알 수 없는 역할 'narrator'" in data_checks.show_rows("unreadable", found, "", KO).replace("&#x27;", "'")
+    boxes = [code in ("empty", "duplicate") for code in data_checks.EDITABLE]
+    assert data_checks.ticked(*boxes) == ["empty", "duplicate"]  # the boxes -> data.drop, in the checks' order
+    again = data_checks.tick(["duplicate", "truncated"], *boxes)  # data.drop -> the boxes that must change
+    assert {code: v for code, v in zip(data_checks.EDITABLE, again) if isinstance(v, bool)} == \
+        {"empty": False, "truncated": True}
+
+
+def test_the_script_leaves_out_the_rows_the_run_recorded_and_refuses_without_a_record(runs_dir):
     from studio import export, runs
     cfg = RunConfig(run_name="script-drops")
     cfg.data.drop = ["duplicate"]
@@ -161,10 +183,19 @@ def test_the_script_leaves_out_the_rows_the_run_recorded_and_refuses_without_a_r
         export.python_script(run_dir)
     assert refused.value.code == "err_export_no_drops"
     (run_dir / checks.DROPPED_ROWS_FILE).write_text(json.dumps({"duplicate": [5, 3], "no_trained_tokens": [7]}))
+    script = script_row_rule(run_dir)
+    assert script["DROPPED_ROWS"] == {3, 5, 7} and script["training_rows"](10) == [0, 1, 2, 4, 6, 8, 9]
+
+
+def script_row_rule(run_dir) -> dict:
+    """The exported script's training_rows() and the settings it reads, run alone."""
+    import ast
+
+    from studio import export
     script = ast.parse(export.python_script(run_dir))
     wanted = [n for n in script.body if (isinstance(n, ast.FunctionDef) and n.name == "training_rows") or
               (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in
                ("DROPPED_ROWS", "MAX_STEPS", "BATCH_SIZE", "GRADIENT_ACCUMULATION_STEPS", "SEED"))]
     namespace = {}
     exec(compile(ast.Module(body=wanted, type_ignores=[]), "train.py", "exec"), namespace)
-    assert namespace["DROPPED_ROWS"] == {3, 5, 7} and namespace["training_rows"](10) == [0, 1, 2, 4, 6, 8, 9]
+    return namespace
