@@ -199,3 +199,13 @@ def script_row_rule(run_dir) -> dict:
     namespace = {}
     exec(compile(ast.Module(body=wanted, type_ignores=[]), "train.py", "exec"), namespace)
     return namespace
+
+
+def test_the_summary_says_once_how_many_rows_the_checks_left_out():
+    from conftest import KO
+
+    from studio.ui import run_view
+    drop = {"event": "data_drop", "checks": ["empty", "duplicate"], "counts": {"empty": 0, "duplicate": 3}, "total": 3,
+            "rows": 40}
+    again = dict(drop)  # a resumed run reads its data again
+    assert run_view.summary_text([drop, again], {}, KO) == "- 데이터 검사로 40행 중 3행을 뺐습니다: 완전 중복 3."
