@@ -13,6 +13,7 @@ The file was just written, so it is in the page cache, as an upload that was jus
 """
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -38,12 +39,18 @@ def main() -> None:
 
     import unsloth  # noqa: F401  (the app imports it first too)
 
+    tmp = Path(tempfile.mkdtemp(prefix="studio-checks-"))
+    try:
+        run(args, tmp / "finetome.jsonl", cores, len(available))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # 172 MB
+
+
+def run(args, path: Path, cores: int, available: int) -> None:
     from bench.cpu_big_data import make_file
     from studio import checks, data, templates
     from studio.config import BUNDLED_MODEL, RunConfig
 
-    tmp = Path(tempfile.mkdtemp(prefix="studio-checks-"))
-    path = tmp / "finetome.jsonl"
     t0 = time.perf_counter()
     make_file(path, args.rows)
     made = time.perf_counter() - t0
@@ -52,7 +59,7 @@ def main() -> None:
     opened = time.perf_counter() - t0
     tokenizer = templates.TOKENIZERS.get(BUNDLED_MODEL, "qwen-3")
     print(f"{args.rows:,} FineTome-shaped rows ({path.stat().st_size / 2**20:.0f} MB) made in {made:.1f} s, opened in "
-          f"{opened:.2f} s; {cores} cores (of {len(available)}); TOKENIZERS_PARALLELISM="
+          f"{opened:.2f} s; {cores} cores (of {available}); TOKENIZERS_PARALLELISM="
           f"{os.environ.get('TOKENIZERS_PARALLELISM', '(unset)')}; max_length {args.max_length}; token sample "
           f"{checks.TOKEN_SAMPLE:,} rows\n")
 
