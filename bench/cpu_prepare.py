@@ -63,7 +63,8 @@ def main() -> None:
             print(f"| {n} | - | - | - | skipped: {cores} cores |")
             continue
         t0 = time.perf_counter()
-        prepared, dropped = prepare.prepare(ds, None, tok, "qwen-3", args.max_length, True, processes=n)
+        prepared, left_out = prepare.prepare(ds, None, tok, "qwen-3", args.max_length, True, processes=n)
+        dropped = len(left_out[prepare.NO_TRAINED_TOKENS])
         seconds = time.perf_counter() - t0
         rate = args.rows / seconds
         d = digest(prepared)

@@ -59,6 +59,7 @@ class DataConfig:
     train_on_responses_only: bool = True
     eval_size: float = 0.0  # held out for evaluation (seeded): 0 = none, below 1 a fraction, else a row count
     eval_path: str = ""     # or a second file (source "file") / Hub split name (source "hub") to evaluate on
+    drop: list[str] = field(default_factory=list)  # data checks whose rows this run leaves out (studio/checks.py)
 
 
 @dataclass

@@ -492,6 +492,38 @@ def select_rows(n_rows: int, max_steps: int, rows_per_step: int, seed: int) -> l
     return sorted(random.Random(seed).sample(range(n_rows), k))
 
 
+EVAL_FILE_ROWS = 1000  # a separate eval file or split: its first rows are evaluated on
+
+
+@dataclass
+class RunSplit:
+    """The rows a run uses."""
+    train: list[int] | None     # rows of the dataset it trains on, ascending (None: every row)
+    eval_ds: Dataset | None     # what it evaluates on: the same dataset (eval_size), a separate one, or none
+    eval: list[int]             # the rows of eval_ds it evaluates on
+
+
+def run_split(ds: Dataset, eval_file: Dataset | None, d, t, rows_per_step: int) -> RunSplit:
+    """The worker's rule, which the data checks follow too: rows held out for evaluation (eval_size; with a separate
+    eval file, its first EVAL_FILE_ROWS instead), then the max_steps sample of the rest. d, t: the run's DataConfig
+    and TrainConfig; rows_per_step counts every GPU's."""
+    held = holdout(len(ds), d.eval_size, t.seed) if d.eval_size and eval_file is None else []
+    pool = rows_left(len(ds), held)
+    picks = select_rows(len(pool) if pool is not None else len(ds), t.max_steps, rows_per_step, t.seed)
+    train = pool if picks is None else ([pool[i] for i in picks] if pool is not None else picks)
+    eval_ds = eval_file if eval_file is not None else (ds if d.eval_size else None)
+    evaluated = (held or list(range(min(len(eval_ds), EVAL_FILE_ROWS)))) if eval_ds is not None else []
+    return RunSplit(train, eval_ds, evaluated)
+
+
+def eval_source(d) -> tuple[str, str, str] | None:
+    """(source, path, split) of a run's separate eval rows (DataConfig.eval_path): a second file, or another split
+    of the same Hub dataset; None when there is none."""
+    if not d.eval_path:
+        return None
+    return ("hub", d.path, d.eval_path) if d.source == "hub" else ("file", d.eval_path, d.split)
+
+
 def load_hub(repo_id: str, split: str = "train", token: str | None = None) -> Dataset:
     repo_id = (repo_id or "").strip()
     if not repo_id or repo_id.count("/") != 1:

@@ -32,16 +32,20 @@ _model_jobs = threading.RLock()
 
 class ExportError(RuntimeError):
     """A problem the person can act on; `str()` is the message to show (English). `cause`: the DataError behind it,
-    which the Export tab says in the person's language (MESSAGES)."""
+    which the Export tab says in the person's language (MESSAGES); `code`: a message of MESSAGES that says it all."""
 
-    def __init__(self, message: str, cause: Exception | None = None):
+    def __init__(self, message: str, cause: Exception | None = None, code: str | None = None):
         super().__init__(message)
-        self.cause = cause
+        self.cause, self.code = cause, code
 
 
 MESSAGES = {  # the other ExportErrors are said in English only
     "err_export_data": ("the run's dataset can't be read to write the script: {detail}",
                         "실행의 데이터셋을 읽을 수 없어 스크립트를 만들 수 없습니다: {detail}"),
+    "err_export_no_drops": ("this run leaves rows out (data.drop) but stopped before it recorded which, so the script "
+                            "can't leave out the same rows; resume it or start it again first",
+                            "이 실행은 행을 빼도록(data.drop) 되어 있지만 어떤 행인지 기록하기 전에 멈췄습니다. 스크립트가 "
+                            "같은 행을 뺄 수 없으니 먼저 이어서 훈련하거나 다시 시작하세요"),
 }
 
 
@@ -549,8 +553,29 @@ def _data_facts(cfg: RunConfig) -> tuple[str, str | None, str]:
         raise ExportError(MESSAGES["err_export_data"][0].format(detail=exc), cause=exc) from None
 
 
+def dropped_rows(cfg: RunConfig, run_dir: Path) -> list[int]:
+    """The rows the run left out (its data checks, and rows with no trained token), as it recorded them."""
+    from studio.checks import DROPPED_ROWS_FILE
+    path = Path(run_dir) / DROPPED_ROWS_FILE
+    if not path.is_file():  # a run from before the checks, or one that stopped before it read its data
+        if cfg.data.drop:
+            raise ExportError(MESSAGES["err_export_no_drops"][0], code="err_export_no_drops")
+        return []
+    return sorted({i for rows in json.loads(path.read_text()).values() for i in rows})
+
+
+def _int_set(values: list[int]) -> str:
+    """A set literal of ints, wrapped."""
+    if not values:
+        return "set()"
+    import textwrap
+    return "{\n" + textwrap.fill(", ".join(map(str, values)), 110, initial_indent="    ",
+                                 subsequent_indent="    ") + "\n}"
+
+
 def render_script(cfg: RunConfig, run_dir: Path) -> str:
     fmt, column, ext = _data_facts(cfg)
+    dropped = dropped_rows(cfg, run_dir)
     d, m, lo, t = cfg.data, cfg.model, cfg.lora, cfg.train
     if d.source == "bundled":
         from studio.config import BUNDLED_DATA
@@ -577,7 +602,8 @@ def render_script(cfg: RunConfig, run_dir: Path) -> str:
         accum=t.gradient_accumulation_steps, warmup=t.warmup_steps, max_steps=t.max_steps,
         epochs=t.num_train_epochs, lr=repr(t.learning_rate), logging_steps=t.logging_steps, optim=repr(t.optim),
         weight_decay=t.weight_decay, scheduler=repr(t.lr_scheduler_type), seed=t.seed, save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit)]
+        save_total_limit=t.save_total_limit, checks=", ".join(d.drop) or "none",
+        dropped_rows=_int_set(dropped))]
     parts.append(_SCRIPT_MODEL)
     parts.append(_loader_code(ext, fmt, column))
     parts.append(_standardize_code(fmt, column))
@@ -626,6 +652,9 @@ DATA = {data_location}
 SPLIT = {split}
 MAX_ROWS = {max_rows}  # 0 = all rows
 CHAT_TEMPLATE = {template}
+# The rows the run left out (0-based): those its data checks found (config.yaml data.drop: {checks}) and those with
+# no trained token left after the cut, as the run recorded them (dropped_rows.json).
+DROPPED_ROWS = {dropped_rows}
 TRAIN_ON_RESPONSES_ONLY = {responses_only}
 INSTRUCTION_PART = {instruction_part}
 RESPONSE_PART = {response_part}
@@ -741,13 +770,19 @@ def standardize(row):
 
 
 _SCRIPT_TRAIN = '''
+def training_rows(n):
+    """The studio's row rule: a run that stops after MAX_STEPS sees at most this many rows, picked at random
+    (seeded); less the rows the run left out."""
+    indices = list(range(n))
+    k = MAX_STEPS * BATCH_SIZE * GRADIENT_ACCUMULATION_STEPS
+    if MAX_STEPS > 0 and n > k:
+        indices = sorted(random.Random(SEED).sample(range(n), k))
+    return [i for i in indices if i not in DROPPED_ROWS]
+
+
 rows = load_rows()
 n = min(len(rows), MAX_ROWS) if MAX_ROWS else len(rows)
-indices = list(range(n))
-# The studio's row rule: a run that stops after MAX_STEPS sees at most this many rows, picked at random (seeded).
-k = MAX_STEPS * BATCH_SIZE * GRADIENT_ACCUMULATION_STEPS
-if MAX_STEPS > 0 and n > k:
-    indices = sorted(random.Random(SEED).sample(range(n), k))
+indices = training_rows(n)
 texts = [tokenizer.apply_chat_template(standardize(rows[i]), tokenize=False, add_generation_prompt=False)
          for i in indices]
 dataset = Dataset.from_dict({"text": texts})

@@ -9,8 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from studio import config as config_mod
-from studio import data, models, runs
+from studio import checks, config as config_mod, data, models, runs
 from studio.auth import User
 from studio.config import ConfigError, RunConfig
 from studio.limits import caps
@@ -52,6 +51,8 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
         raise Refused("err_model_load", detail=str(exc)) from None
     from studio.distributed import visible_gpus
     problems = config_mod.validate(cfg, context, visible_gpus())
+    problems += [config_mod.Problem("data.drop", "err_drop_code", {"code": code, "known": ", ".join(checks.CHECKS)})
+                 for code in checks.unknown_checks(cfg.data.drop)]  # data.drop names data checks (studio/checks.py)
     if problems:
         raise Refused("err_config", problems=problems)
     limits = caps()
@@ -65,7 +66,11 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
         if limits["rows"] and used > limits["rows"]:
             raise Refused("err_cap_rows", rows=used, cap=limits["rows"])
         for i in (rows or range(len(ds)))[:PREFLIGHT_ROWS]:  # a bad row is named now, not an hour in
-            ds.standardized(i)
+            try:
+                ds.standardized(i)
+            except data.DataError as exc:
+                if not checks.covers(cfg.data.drop, ds, i, exc):  # data checks: the run leaves this row out
+                    raise
     except data.DataError as exc:  # detail: English (logs, the API); the UI says `cause` in the person's language
         raise Refused("err_data", detail=str(exc), cause=exc) from None
     return ds

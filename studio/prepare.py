@@ -23,7 +23,10 @@ from studio import data as data_mod, templates
 
 CHUNK_ROWS = 512
 PARALLEL_MIN_ROWS = 4096  # below this, starting processes costs more than it saves
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the rows left out are kept by reason (studio/checks.py codes)
+# The data checks (studio/checks.py) that only tokenizing finds; prepare applies them while it tokenizes.
+RENDER_ERROR, NO_TRAINED_TOKENS, TRUNCATED = "render_error", "no_trained_tokens", "truncated"
+TOKEN_CHECKS = (RENDER_ERROR, NO_TRAINED_TOKENS, TRUNCATED)
 
 
 def cache_root() -> Path:
@@ -52,6 +55,7 @@ def cache_key(cfg, tokenizer, indices: list[int] | None, n_rows: int) -> str:
             str(getattr(tokenizer, "chat_template", "")).encode()).hexdigest(),
         "tokenizer": [getattr(tokenizer, "name_or_path", ""), len(tokenizer), tokenizer.eos_token],
         "max_length": cfg.train.max_length, "responses_only": cfg.data.train_on_responses_only,
+        "drop": sorted(set(cfg.data.drop) & {RENDER_ERROR, TRUNCATED}),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -67,39 +71,79 @@ def _schema():
     return pa.schema([("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int64()))])
 
 
+def masker(tokenizer, template: str, responses_only: bool):
+    """Unsloth's own train_on_responses_only labelling, as a function of token ids (None: every token trained)."""
+    if not responses_only:
+        return None
+    from unsloth_zoo.dataset_utils import train_on_responses_only
+    instruction_part, response_part = templates.markers(tokenizer, template)
+    return train_on_responses_only(None, instruction_part=instruction_part, response_part=response_part,
+                                   tokenizer=tokenizer, return_function=True)
+
+
+def tokenize_rows(ds: data_mod.Dataset, indices: list[int], tokenizer, mask, max_length: int,
+                  skip_render_errors: bool = False):
+    """Rows -> chat template + EOS -> token ids -> cut to max_length -> labels: the one path that training
+    (prepare) and the data checks (studio/checks.py) both take, so what a check counts is what the run trains.
+
+    Returns (the rows rendered, their full token ids, the ids cut to max_length, the labels of the cut ids,
+    {row: the template's refusal} for rows the template could not render when skip_render_errors)."""
+    texts, rendered, refused = [], [], {}
+    for i in indices:
+        messages = ds.standardized(i)
+        try:
+            texts.append(templates.training_text(tokenizer, messages))
+        except Exception as exc:  # a template that refuses a row (roles that don't alternate, a system turn, ...)
+            if not skip_render_errors:
+                raise
+            refused[i] = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            continue
+        rendered.append(i)
+    # verbose=False: not "longer than the model's maximum" for rows that are about to be cut
+    full = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+    # the cut that truncation=True, max_length=max_length makes, on the tokenizer's own side
+    left = getattr(tokenizer, "truncation_side", "right") == "left"
+    cut = [x if len(x) <= max_length else x[-max_length:] if left else x[:max_length] for x in full]
+    labels = mask({"input_ids": cut})["labels"] if mask is not None else [list(x) for x in cut]
+    return rendered, full, cut, labels, refused
+
+
 def _prepare_chunk(indices: list[int]):
-    """(Arrow table of the rows kept, rows dropped, rows done). Arrow, so that the parent only joins buffers:
-    building 100,000 rows from Python lists in the parent took ~10 s, whatever the number of processes."""
+    """(Arrow table of the rows kept, {check code: rows left out}, rows done). Arrow, so that the parent only joins
+    buffers: building 100,000 rows from Python lists in the parent took ~10 s, whatever the number of processes."""
     import pyarrow as pa
-    ds, tok, max_length, mask = _job["ds"], _job["tokenizer"], _job["max_length"], _job["mask"]
-    texts = [templates.training_text(tok, ds.standardized(i)) for i in indices]
-    ids = tok(texts, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
-    labels = mask({"input_ids": ids})["labels"] if mask is not None else [list(x) for x in ids]
-    # rows whose labels are all -100 (the reply was cut off by max_length) are dropped, as Unsloth does
-    keep = [i for i, lab in enumerate(labels) if any(x != -100 for x in lab)]
-    table = pa.table([pa.array([ids[i] for i in keep], pa.list_(pa.int32())),
-                      pa.array([labels[i] for i in keep], pa.list_(pa.int64()))], schema=_schema())
-    return table, len(ids) - len(keep), len(ids)
+    ds, tok, max_length, mask, drop = _job["ds"], _job["tokenizer"], _job["max_length"], _job["mask"], _job["drop"]
+    rendered, full, ids, labels, refused = tokenize_rows(ds, indices, tok, mask, max_length, RENDER_ERROR in drop)
+    left_out = {RENDER_ERROR: list(refused), NO_TRAINED_TOKENS: [], TRUNCATED: []}
+    keep = []
+    for n, (row, lab) in enumerate(zip(rendered, labels)):
+        if not any(x != -100 for x in lab):  # the reply was cut off by max_length: dropped, as Unsloth does
+            left_out[NO_TRAINED_TOKENS].append(row)
+        elif TRUNCATED in drop and len(full[n]) > max_length:
+            left_out[TRUNCATED].append(row)
+        else:
+            keep.append(n)
+    table = pa.table([pa.array([ids[n] for n in keep], pa.list_(pa.int32())),
+                      pa.array([labels[n] for n in keep], pa.list_(pa.int64()))], schema=_schema())
+    return table, left_out, len(indices)
 
 
 def prepare(ds: data_mod.Dataset, indices: list[int] | None, tokenizer, template: str, max_length: int,
             responses_only: bool, progress: Callable[[int, int], None] | None = None,
-            processes: int | None = None):
-    """Tokenize and mask the chosen rows. Returns (datasets.Dataset with input_ids + labels, rows dropped).
+            processes: int | None = None, drop=()):
+    """Tokenize and mask the chosen rows. Returns (datasets.Dataset with input_ids + labels,
+    {check code: the rows left out}).
 
-    Rows whose labels are all -100 (the reply was cut off by max_length) are dropped, as Unsloth does."""
+    Rows whose labels are all -100 (the reply was cut off by max_length) are dropped, as Unsloth does
+    (no_trained_tokens). `drop` (config.yaml data.drop) may also name render_error (rows the chat template
+    refuses; else the refusal fails the run) and truncated (rows longer than max_length)."""
     from datasets import Dataset as HFDataset
     rows = list(range(len(ds))) if indices is None else list(indices)
-    mask = None
-    if responses_only:
-        from unsloth_zoo.dataset_utils import train_on_responses_only
-        instruction_part, response_part = templates.markers(tokenizer, template)
-        mask = train_on_responses_only(None, instruction_part=instruction_part, response_part=response_part,
-                                       tokenizer=tokenizer, return_function=True)
-    _job.update(ds=ds, tokenizer=tokenizer, max_length=max_length, mask=mask)
+    _job.update(ds=ds, tokenizer=tokenizer, max_length=max_length, mask=masker(tokenizer, template, responses_only),
+                drop=frozenset(drop))
     chunks = [rows[i:i + CHUNK_ROWS] for i in range(0, len(rows), CHUNK_ROWS)]
     processes = processes if processes is not None else default_processes(len(rows))
-    tables, dropped, done = [], 0, 0
+    tables, dropped, done = [], {code: [] for code in TOKEN_CHECKS}, 0
     try:
         pool = None
         if processes > 1:
@@ -107,9 +151,10 @@ def prepare(ds: data_mod.Dataset, indices: list[int] | None, tokenizer, template
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             pool = multiprocessing.get_context("fork").Pool(processes)
         with pool or _no_pool():
-            for table, lost, n in (pool.imap(_prepare_chunk, chunks) if pool else map(_prepare_chunk, chunks)):
+            for table, left_out, n in (pool.imap(_prepare_chunk, chunks) if pool else map(_prepare_chunk, chunks)):
                 tables.append(table)
-                dropped += lost
+                for code, lost in left_out.items():
+                    dropped[code] += lost
                 done += n
                 if progress:
                     progress(done, len(rows))

@@ -25,7 +25,7 @@ import time
 import traceback
 from pathlib import Path
 
-from studio import data as data_mod, distributed as dist, prepare, templates
+from studio import checks, data as data_mod, distributed as dist, prepare, templates
 from studio.limits import caps
 from studio.runs import folder
 from studio.config import RunConfig, resolve_path
@@ -396,8 +396,9 @@ def progress_bar(files: RunFiles):
     return StatusBar
 
 
-def prepared_rows(cfg: RunConfig, ds, indices, tokenizer, files: RunFiles, what: str):
-    """Prepare the chosen rows of `ds` (or reuse them from the cache); events say which."""
+def prepared_rows(cfg: RunConfig, ds, indices, tokenizer, files: RunFiles, what: str, drop=()):
+    """Prepare the chosen rows of `ds` (or reuse them from the cache); events say which.
+    Returns (the prepared rows, {check code: rows left out while tokenizing})."""
     used = len(ds) if indices is None else len(indices)
     key = prepare.cache_key(cfg, tokenizer, indices, len(ds)) + ("-eval" if what == "eval" else "")
     cached = prepare.load_cached(key)
@@ -405,17 +406,18 @@ def prepared_rows(cfg: RunConfig, ds, indices, tokenizer, files: RunFiles, what:
         prepared, info = cached
         files.progress(done=used, total=used, detail="reused")
         files.event("prepared", rows=used, dropped=info["dropped"], reused=True, split=what)
-        return prepared, info["dropped"]
+        return prepared, info["left_out"]
     t0 = time.time()
 
     def report(done, total):
         files.progress(done=done, total=total, rate=round(done / max(1e-6, time.time() - t0), 1))
 
-    prepared, dropped = prepare.prepare(ds, indices, tokenizer, cfg.data.template, cfg.train.max_length,
-                                        cfg.data.train_on_responses_only, progress=report)
-    prepare.save_cached(key, prepared, {"dropped": dropped, "rows": used})
+    prepared, left_out = prepare.prepare(ds, indices, tokenizer, cfg.data.template, cfg.train.max_length,
+                                         cfg.data.train_on_responses_only, progress=report, drop=drop)
+    dropped = len(left_out[prepare.NO_TRAINED_TOKENS])
+    prepare.save_cached(key, prepared, {"dropped": dropped, "left_out": left_out, "rows": used})
     files.event("prepared", rows=used, dropped=dropped, reused=False, seconds=round(time.time() - t0, 2), split=what)
-    return prepared, dropped
+    return prepared, left_out
 
 
 def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
@@ -427,32 +429,45 @@ def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
     token = os.environ.get("HF_TOKEN")
     d, t = cfg.data, cfg.train
     ds = data_mod.load_dataset_source(d.source, d.path, d.split, d.max_rows, token=token, allowed_roots=allowed)
-    eval_ds, held = None, []
-    if d.eval_path:  # a second file, or another split of the same Hub dataset
-        eval_ds = data_mod.load_dataset_source(d.source if d.source != "bundled" else "file", d.eval_path if
-                                               d.source != "hub" else d.path, d.eval_path if d.source == "hub"
-                                               else d.split, 0, token=token, allowed_roots=allowed)
-    elif d.eval_size:
-        held = data_mod.holdout(len(ds), d.eval_size, t.seed)
-        eval_ds = ds
-    pool = data_mod.rows_left(len(ds), held)
-    picks = data_mod.select_rows(len(pool) if pool is not None else len(ds), t.max_steps,
-                                 t.per_device_train_batch_size * t.gradient_accumulation_steps * world, t.seed)
-    indices = pool if picks is None else ([pool[i] for i in picks] if pool is not None else picks)
+    eval_source = data_mod.eval_source(d)  # a second file, or another split of the same Hub dataset
+    eval_file = data_mod.load_dataset_source(*eval_source, 0, token=token, allowed_roots=allowed) \
+        if eval_source else None
+    split = data_mod.run_split(ds, eval_file, d, t, t.per_device_train_batch_size * t.gradient_accumulation_steps
+                               * world)
+    indices, eval_ds = split.train, split.eval_ds
     used = len(ds) if indices is None else len(indices)
     files.event("dataset", rows=len(ds), used=used, format=ds.format, name=ds.name,
-                eval_rows=(len(held) or len(eval_ds)) if eval_ds is not None else 0)
-    files.phase("prepare", done=0, total=used, unit="rows")
-    train_set, dropped = prepared_rows(cfg, ds, indices, tokenizer, files, "train")
+                eval_rows=len(split.eval))
+    unknown = checks.unknown_checks(d.drop)  # a hand-edited config.yaml: Start refuses it, `studio.train` stops here
+    if unknown:
+        raise ValueError(checks.MESSAGES["err_drop_code"][0].format(code=unknown[0], known=", ".join(checks.CHECKS)))
+    left_out = checks.text_drops(ds, indices, eval_ds, split.eval, d.drop)  # data.drop's text checks, before tokens
+    gone = {i for rows in left_out.values() for i in rows}
+    if gone:
+        indices = [i for i in (range(len(ds)) if indices is None else indices) if i not in gone]
+    files.phase("prepare", done=0, total=len(ds) if indices is None else len(indices), unit="rows")
+    train_set, token_left_out = prepared_rows(cfg, ds, indices, tokenizer, files, "train", drop=d.drop)
+    left_out.update(token_left_out)
+    record_drops(files, d.drop, left_out, used)
     eval_set, eval_users = None, []
     if eval_ds is not None:
-        eval_idx = held or list(range(min(len(eval_ds), 1000)))
-        eval_set, _ = prepared_rows(cfg, eval_ds, eval_idx, tokenizer, files, "eval")
-        for i in eval_idx[:2]:  # two held-out questions join the sample prompts
+        eval_set, _ = prepared_rows(cfg, eval_ds, split.eval, tokenizer, files, "eval")
+        for i in split.eval[:2]:  # two held-out questions join the sample prompts
             first_user = next((m["content"] for m in eval_ds.standardized(i) if m["role"] == "user"), None)
             if first_user:
                 eval_users.append(first_user[:500])
-    return train_set, dropped, used, eval_set, eval_users
+    return train_set, len(left_out[prepare.NO_TRAINED_TOKENS]), used, eval_set, eval_users
+
+
+def record_drops(files: RunFiles, wanted, left_out: dict, used: int) -> None:
+    """Every row the run left out, by check (dropped_rows.json: the exported script leaves out the same rows), and
+    an event with the counts of the checks config.yaml asked for (data.drop), which the Train tab's summary says."""
+    if not files.writer:
+        return
+    folder.write_json_atomic(files.dir / checks.DROPPED_ROWS_FILE, {code: rows for code, rows in left_out.items() if rows})
+    if wanted:
+        counts = {code: len(left_out.get(code, [])) for code in checks.CHECKS if code in wanted}
+        files.event("data_drop", checks=list(wanted), counts=counts, total=sum(counts.values()), rows=used)
 
 
 def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:

@@ -112,27 +112,59 @@ def test_every_tab_train_reload_and_chat(app_url, browser, artifacts):
     page.close()
 
 
-def test_korean_ui(app_url, browser, artifacts):
+def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path):
+    """In Korean: upload rows with problems, check them, see the duplicate, drop five kinds of rows for this run,
+    train; the summary says how many rows the checks left out, and the run and its script left out the same rows."""
+    from test_checks import crafted, script_row_rule
+
+    from studio import checks, runs
+    train, _, expected = crafted(tmp_path)
     page = browser.new_page(locale="ko-KR", viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
     page.get_by_role("tab", name="1 · 모델").wait_for()
     open_tab(page, "2 · 데이터셋")
     page.locator("#std-rows .role").first.wait_for(timeout=30_000)
     assert page.locator("#std-rows .role").first.inner_text() in ("사용자", "시스템")  # role badges too
+    page.locator("input[type=file]").first.set_input_files(str(train))
+    page.locator("#dataset-info").get_by_text("crafted.jsonl").wait_for(timeout=30_000)
+    page.locator("#check-data").click()
+    page.locator("#check-status").get_by_text("49").wait_for(timeout=60_000)
+    assert "완전 중복 · ⚠️ 1행" in page.locator("#check-duplicate").inner_text()
+    page.locator("#check-show-duplicate").click()
+    page.locator("#check-examples").get_by_text("1행과 같음").wait_for(timeout=10_000)
+    dropped = ("unreadable", "empty", "one_sided", "duplicate", "near_duplicate")
+    for code in dropped:
+        page.locator(f"#check-drop-{code} input").check()
+    page.screenshot(path=artifacts / "tab-dataset-checks-ko.png", full_page=True)
     open_tab(page, "4 · 훈련")
     page.get_by_role("button", name="훈련 시작").wait_for()
-    page.get_by_label("max_steps (0 = 에포크 사용)").fill("8")
+    page.get_by_label("실행 이름").fill("checks-ko")
+    page.get_by_label("max_steps (0 = 에포크 사용)").fill("8")  # 8 x 8 rows: every one of the 49
     page.locator("#start-btn").click()
     # this run's end, not an earlier test's run that the tab showed on load (it re-attaches to the latest run)
     page.wait_for_function("() => { const t = document.querySelector('#train-progress').innerText;"
-                           " return t.includes('완료') && t.includes('스텝 8 / 8'); }", timeout=300_000)
+                           " return t.includes('checks-ko') && t.includes('완료') && t.includes('스텝 8 / 8'); }",
+                           timeout=300_000)
     page.locator("#train-summary").get_by_text("1 스텝까지 걸린 시간").wait_for(timeout=30_000)  # may come a poll later
-    text = page.locator("#train-progress").inner_text() + page.locator("#train-summary").inner_text()
-    assert "스텝" in text and "1 스텝까지 걸린 시간" in text
+    summary = page.locator("#train-summary").inner_text()
+    assert "데이터 검사로 49행 중 7행을 뺐습니다: 읽을 수 없는 행 1, 빈 대화 2, 한쪽뿐인 대화 2, 완전 중복 1, " \
+           "유사 중복 1." in summary, summary
     legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
     assert "손실" in legend
     page.screenshot(path=artifacts / "tab-train-ko.png", full_page=True)
+    page.reload()  # the form comes back from the run's config.yaml, data.drop ticked
+    open_tab(page, "2 · 데이터셋")
+    page.wait_for_function("() => document.querySelector('#check-drop-near_duplicate input').checked", timeout=20_000)
+    assert [page.locator(f"#check-drop-{code} input").is_checked() for code in checks.CHECKS] == \
+        [code in dropped or code == "no_trained_tokens" for code in checks.CHECKS]
     page.close()
+
+    # the run left out what the checks found, and its script leaves out the same rows
+    run_dir = next(runs.runs_root() / r["id"] for r in runs.list_runs() if r["id"].endswith("checks-ko"))
+    record = json.loads((run_dir / checks.DROPPED_ROWS_FILE).read_text())
+    assert record == {**{code: expected[code] for code in dropped}, "no_trained_tokens": expected["no_trained_tokens"]}
+    kept = [i for i in range(49) if i not in {i for rows in record.values() for i in rows}]
+    assert script_row_rule(run_dir)["training_rows"](49) == kept and len(kept) == 41
 
 
 @pytest.fixture()

@@ -110,8 +110,9 @@ def test_prepared_rows_equal_what_sfttrainer_and_train_on_responses_only_make():
                                         dataset_num_proc=1))
     inst, resp = templates.markers(tok, "qwen-3")
     theirs = train_on_responses_only(trainer, instruction_part=inst, response_part=resp).train_dataset
-    ours, dropped = prepare.prepare(ds, rows, tok, "qwen-3", 40, True)
-    assert dropped == len(rows) - len(theirs) and dropped > 0  # some replies are cut off at 40 tokens
+    ours, left_out = prepare.prepare(ds, rows, tok, "qwen-3", 40, True)
+    dropped = left_out["no_trained_tokens"]
+    assert len(dropped) == len(rows) - len(theirs) and dropped  # some replies are cut off at 40 tokens
     assert ours["input_ids"] == theirs["input_ids"] and ours["labels"] == theirs["labels"]
     parallel, _ = prepare.prepare(ds, rows, tok, "qwen-3", 40, True, processes=2)  # chunks in 2 processes
     assert parallel["input_ids"] == ours["input_ids"] and parallel["labels"] == ours["labels"]

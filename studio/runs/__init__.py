@@ -15,4 +15,11 @@ from studio.runs.launcher import (SCHEDULER, STANDBY, install_exit_handlers, kil
                                   worker_command, worker_env)
 from studio.runs.queue import cancel, dispatch, enqueue, provide_token, queue_entry, queued, request_stop
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "ACTIVE_STATES", "Busy", "FINAL_STATES", "LOCAL_OWNER", "MetricsTail", "SCHEDULER", "STANDBY", "cancel",
+    "create_run", "delete_run", "dispatch", "enqueue", "gpu_lock_path", "install_exit_handlers", "kill",
+    "last_checkpoint", "last_log", "launch", "list_runs", "log_tail", "machine_holder", "new_run_dir",
+    "pid_alive", "provide_token", "queue_entry", "queued", "read_json", "read_meta", "read_metrics",
+    "request_stop", "resolve_run", "run_facts", "runs_root", "sanitize_name", "shutdown", "take_locks", "view",
+    "worker_alive", "worker_command", "worker_env", "write_json_atomic",
+]

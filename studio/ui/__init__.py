@@ -7,7 +7,7 @@ import gradio as gr
 
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import api, chat_tab, dataset_tab, export_tab, model_tab, runs_tab, template_tab, train_tab
+from studio.ui import api, chat_tab, data_checks, dataset_tab, export_tab, model_tab, runs_tab, template_tab, train_tab
 from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
 
@@ -41,8 +41,10 @@ def build_app() -> gr.Blocks:
                 model = model_tab.build(I, cfg)
             with gr.Tab(I("tab_dataset"), id="dataset"):
                 dataset = dataset_tab.build(I, cfg)
+                checks_panel = data_checks.build(I, cfg)
             with gr.Tab(I("tab_template"), id="template") as template_page:
                 template = template_tab.build(I, cfg)
+                checks_view = data_checks.build_template_view(I)
             with gr.Tab(I("tab_train"), id="train"):
                 train = train_tab.build(I, cfg)
             with gr.Tab(I("tab_chat"), id="chat") as chat_page:
@@ -53,8 +55,8 @@ def build_app() -> gr.Blocks:
                 exports = export_tab.build(I)
 
         # The form: each config.yaml field and the one component that edits it.
-        fields = {**model.config_fields(), **dataset.config_fields(), **template.config_fields(),
-                  **train.config_fields()}
+        fields = {**model.config_fields(), **dataset.config_fields(), **checks_panel.config_fields(),
+                  **template.config_fields(), **train.config_fields()}
         keys, form = list(fields), list(fields.values())
 
         model_tab.wire(model, keys, form)
@@ -62,6 +64,7 @@ def build_app() -> gr.Blocks:
         template_tab.wire(template, model.name, dataset, train.fields["train.max_length"],
                           train.fields["data.train_on_responses_only"], model.token)
         train_tab.wire(train, keys, form, model.token, browser_run)
+        data_checks.wire(checks_panel, checks_view, keys, form, model.token)
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
         export_tab.wire(exports)

@@ -127,14 +127,21 @@ ROLE_COLORS = {"system": "#6b7280", "user": "#2563eb", "assistant": "#059669"}
 
 
 def conversations_html(conversations: list[list[dict]], first_row: int, request=None) -> str:
-    blocks = []
-    for n, conv in enumerate(conversations):
-        turns = "".join(
-            f'<div class="turn"><span class="role" data-role="{m["role"]}" style="background:{ROLE_COLORS[m["role"]]}">'
-            f'{t("role_" + m["role"], request)}</span>'
-            f'<div class="content">{html.escape(m["content"][:1200])}</div></div>' for m in conv)
-        blocks.append(f'<div class="conv"><div class="rowno">{t("row_label", request, n=first_row + n + 1)}</div>'
-                      f'{turns}</div>')
+    return std_view([conversation_html(conv, first_row + n, request) for n, conv in enumerate(conversations)])
+
+
+def conversation_html(conversation: list[dict] | None, row: int, request=None, note: str = "") -> str:
+    """One row (0-based index) in the standardized view; a note beside its number, or in place of the messages
+    when it has none (a row that can't be read)."""
+    turns = "".join(
+        f'<div class="turn"><span class="role" data-role="{m["role"]}" style="background:{ROLE_COLORS[m["role"]]}">'
+        f'{t("role_" + m["role"], request)}</span>'
+        f'<div class="content">{html.escape(m["content"][:1200])}</div></div>' for m in conversation or [])
+    note = f' · <span class="note">{html.escape(note)}</span>' if note else ""
+    return f'<div class="conv"><div class="rowno">{t("row_label", request, n=row + 1)}{note}</div>{turns}</div>'
+
+
+def std_view(blocks: list[str]) -> str:
     return '<div class="std-view">' + "".join(blocks) + "</div>"
 
 

@@ -100,6 +100,8 @@ def _do(request, action, *args):
     try:
         return action(*args)
     except export.ExportError as exc:
+        if exc.code:
+            raise gr.Error(t(exc.code, request)) from None
         if isinstance(exc.cause, data.DataError):
             raise gr.Error(t("err_export_data", request, detail=say_data(exc.cause, request))) from None
         raise gr.Error(str(exc)) from None

@@ -420,9 +420,9 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 def _with_module_messages() -> None:
     """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py,
-    studio/data.py, studio/export.py)."""
-    from studio import distributed, export, fit
-    for module in (distributed, fit, data, export):
+    studio/data.py, studio/export.py, studio/checks.py)."""
+    from studio import checks, distributed, export, fit
+    for module in (distributed, fit, data, export, checks):
         STRINGS.update(module.MESSAGES)
 
 

@@ -38,3 +38,13 @@ def comparison_figure(series: dict[str, list[dict]], say=lambda key: key.removep
     fig.update_layout(height=380, margin=dict(l=50, r=20, t=10, b=40), xaxis=dict(title=say("plot_step")),
                       yaxis=dict(title=say("plot_loss")), legend=dict(orientation="h", y=1.1, x=0), template="plotly_white")
     return fig
+
+
+def length_figure(lengths: list[int], max_length: int, say=lambda key: key.removeprefix("plot_")) -> go.Figure:
+    """Tokens per row (template + EOS) as a histogram, max_length marked: the rows right of it are cut."""
+    fig = go.Figure(go.Histogram(x=lengths, nbinsx=60, marker=dict(color="#6366f1"), name=say("plot_rows")))
+    fig.add_vline(x=max_length, line=dict(color="#dc2626", dash="dash", width=2),
+                  annotation_text=f"{say('plot_max_length')} {max_length:,}", annotation_position="top right")
+    fig.update_layout(height=280, margin=dict(l=60, r=20, t=40, b=40), xaxis=dict(title=say("plot_row_tokens")),
+                      yaxis=dict(title=say("plot_rows")), showlegend=False, bargap=0.05, template="plotly_white")
+    return fig

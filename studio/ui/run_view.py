@@ -80,6 +80,7 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
 def summary_text(events: list[dict], status: dict, request=None) -> str:
     """The chapter's printed summary lines, what data it used, where the time to step 1 went."""
     lines = []
+    last_drop = next((e for e in reversed(events) if e.get("event") == "data_drop"), None)
     for e in events:
         if e.get("event") == "model":
             lines.append(t("sum_trainable", request, trainable=e["trainable"], total=e["total"],
@@ -91,6 +92,10 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
             lines.append(t("sum_eval_rows", request, n=e["eval_rows"]))
         elif e.get("event") == "dropped" and e.get("count"):
             lines.append(t("sum_dropped", request, count=e["count"], total=e["total"]))
+        elif e.get("event") == "data_drop" and e is last_drop:  # data.drop (studio/checks.py); a resume says it again
+            what = ", ".join(f"{t('check_' + code, request)} {n:,}" for code, n in e["counts"].items() if n)
+            lines.append(t("sum_data_drop", request, total=e["total"], rows=e["rows"],
+                           what=what or t("check_none", request)))
         elif e.get("event") == "memory_start" and e.get("device") == "cuda":
             lines.append(t("sum_gpu", request, gpu=e["gpu_name"], total=e["total_gb"], reserved=e["start_reserved_gb"]))
     end = next((e for e in reversed(events) if e.get("event") == "end"), None)
