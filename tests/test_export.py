@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, start_run, wait_for
+from conftest import EN, KO, REPO, start_run, wait_for
 from studio import export, gguf_export, runs
 from studio.config import RunConfig
 
@@ -497,6 +497,21 @@ def test_tab_refuses_a_run_outside_runs(export_client):
         export_client.predict("", "q8_0", api_name="/export_gguf")
 
 
+def test_tab_says_a_gguf_refusal_in_the_persons_language(runs_dir):
+    """Refused before any work, in English and Korean, with what to do instead."""
+    import gradio as gr
+    from studio.ui import export_tab
+    run_dir = tiny_gpt2_run("gpt2-tab")
+    said = {}
+    for lang, request in (("en", EN), ("ko", KO)):
+        with pytest.raises(gr.Error) as info:
+            export_tab.export_gguf(run_dir.name, "q8_0", "adapter", request=request)
+        said[lang] = info.value.message
+    assert "does not support this architecture: GPT2LMHeadModel" in said["en"] and "merged" in said["en"]
+    assert "이 구조를 지원하지 않습니다: GPT2LMHeadModel" in said["ko"] and "convert_hf_to_gguf.py" in said["ko"]
+    assert not list(run_dir.rglob("*.gguf"))
+
+
 @pytest.mark.slow
 def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_light):
     from studio.ui import export_tab
@@ -514,6 +529,9 @@ def test_tab_endpoints_export_and_say_what_went_wrong(export_client, trained_run
     files = export_client.predict(trained_run.name, "f16", api_name="/export_gguf")
     assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
         sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
+    files = export_client.predict(trained_run.name, "f16", "adapter", api_name="/export_gguf")
+    assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
+        sorted([f"{trained_run.name}-lora-f16.gguf", "tiny-qwen3-f16.gguf", "Modelfile"])
     code, script = export_client.predict(trained_run.name, api_name="/export_script")
     assert code.startswith('"""LoRA fine-tuning')
     assert Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims the last newline
