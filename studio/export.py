@@ -235,11 +235,25 @@ def _cached_file(repo_id: str, filename: str) -> Path | None:
 
 
 def _tokenizer_dirs(run_dir: Path, cfg: RunConfig) -> list[Path]:
-    """Where a SentencePiece tokenizer.model may be (transformers 5 saves only tokenizer.json with the model)."""
+    """Where a SentencePiece tokenizer.model may be (transformers 5 saves only tokenizer.json with the model):
+    the base model's folder, the Hugging Face cache, or (a SentencePiece tokenizer, online) the Hub."""
     base = base_model(run_dir, cfg)
+    dirs = [Path(run_dir) / "adapter"] + ([Path(base)] if Path(base).is_dir() else [])
     cached = _cached_file(base, "tokenizer.model")
-    return [Path(run_dir) / "adapter"] + ([Path(base)] if Path(base).is_dir() else []) + (
-        [cached.parent] if cached else [])
+    if cached is None and not Path(base).is_dir() and _is_sentencepiece(Path(run_dir) / "adapter"):
+        try:
+            from huggingface_hub import hf_hub_download
+            cached = Path(hf_hub_download(base, "tokenizer.model"))
+        except Exception:  # offline, or no such file: the writer says what is missing
+            cached = None
+    return dirs + ([cached.parent] if cached else [])
+
+
+def _is_sentencepiece(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "tokenizer.json").read_text())["model"].get("byte_fallback"))
+    except (OSError, KeyError, json.JSONDecodeError):
+        return False
 
 
 def gguf_dir(run_dir: Path, quant: str) -> Path:

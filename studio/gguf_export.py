@@ -519,10 +519,7 @@ def write_lora(adapter_dir: Path, base_config: dict, out: Path, name: str = "") 
         if module.rsplit(".", 1)[-1] in ("embed_tokens", "lm_head"):
             raise refusal("err_gguf_lora", detail=f"LoRA on '{module}' (embeddings) is not applied by every "
                                                   "llama.cpp build")
-        converted = convert_tensor(p, name_map, module + ".weight", ab["B"])  # q/k rows: B's rows are W's rows
-        gguf_name, lora_b = converted
-        if gguf_name.rsplit(".", 2)[-2] in ("attn_norm", "ffn_norm") or lora_b.ndim != 2:
-            raise refusal("err_gguf_lora", detail=f"'{module}' is not a linear layer")
+        gguf_name, lora_b = convert_tensor(p, name_map, module + ".weight", ab["B"])  # B's rows are W's rows
         writer.add_tensor(gguf_name + ".lora_a", ab["A"].to(torch.float16).numpy())
         writer.add_tensor(gguf_name + ".lora_b", lora_b.to(torch.float16).numpy())
         count += 1
