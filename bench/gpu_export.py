@@ -4,8 +4,8 @@ LoRA GGUF, for a random-init Qwen3-4B-shaped model and a LoRA adapter made with 
     python bench/gpu_export.py --shape qwen3-4b      # on the GPU machine (the merge runs on the GPU)
     python bench/gpu_export.py --shape tiny          # CPU smoke test of this script
 
-Each step runs in its own process, so its peak resident memory (ru_maxrss, which counts what the process maps
-of the safetensors as well as what it allocates) and its peak GPU memory are its own. The GGUF steps time the
+Each step runs in its own process, so its peak resident memory (VmHWM, which counts what the process maps of
+the safetensors as well as what it allocates) and its peak GPU memory are its own. The GGUF steps time the
 writer alone, on the merged folder the first step made; printed: one table and one JSON line.
 """
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -79,9 +78,16 @@ def run_step(step: str, run_dir: Path) -> dict:
     seconds = time.perf_counter() - t0
     size = sum(p.stat().st_size for p in ([out] if out.is_file() else out.rglob("*")) if p.is_file())
     return dict(step=step, seconds=round(seconds, 2), out_gb=round(size / GIB, 3),
-                peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB, 2),
+                peak_rss_gb=round(_peak_rss() / GIB, 2),
                 rss_after_imports_gb=round(start_rss / GIB, 2),
                 peak_gpu_gb=round(torch.cuda.max_memory_allocated() / GIB, 2) if on_gpu else None)
+
+
+def _peak_rss() -> int:
+    """This process's peak resident size (VmHWM): unlike ru_maxrss, it starts afresh at exec, so the parent's
+    memory at fork (the model it built) is not counted."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 def main() -> None:
