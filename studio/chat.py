@@ -21,6 +21,7 @@ BASE_PREFIX = "base:"
 # KV-cache slots of the fast chat path (studio.fastgen): prompt + answer; capped by the model's context.
 # 4096 slots of a Qwen3-4B cost 0.6 GB; an answer that would not fit takes the plain path.
 CHAT_CACHE_TOKENS = 4096
+TOP_P = 0.95  # nucleus sampling whenever temperature > 0 (the Modelfile export says the same to Ollama)
 EXAMPLES = [  # the chapter's two prompts
     "Continue the fibonacci sequence: 1, 1, 2, 3, 5, 8,",
     "What is France's tallest tower called?",
@@ -228,7 +229,7 @@ class ChatEngine:
         def produce():
             try:
                 for token in decoder.stream(input_ids, int(max_new_tokens), temperature=float(temperature or 0.0),
-                                            top_p=0.95 if sampling else 1.0, stop_event=_AnyEvent(stop, abandoned),
+                                            top_p=TOP_P if sampling else 1.0, stop_event=_AnyEvent(stop, abandoned),
                                             eos_token_ids=eos_ids, **({"seed": seed} if seed is not None else {})):
                     tokens.put(token)
                 tokens.put(done)
@@ -279,7 +280,7 @@ class ChatEngine:
                       pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
                       stopping_criteria=StoppingCriteriaList([_Stop()]), eos_token_id=eos_ids)
         if temperature and temperature > 0:
-            kwargs.update(do_sample=True, temperature=float(temperature), top_p=0.95)
+            kwargs.update(do_sample=True, temperature=float(temperature), top_p=TOP_P)
         else:
             kwargs.update(do_sample=False)
 

@@ -17,26 +17,29 @@ import tempfile
 import threading
 import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from studio import templates
 from studio.config import RunConfig, resolve_path
 
-GGUF_QUANTS = ("f16", "q8_0")
 HUB_WHAT = ("adapter", "merged")
-GGUF_PACKAGE = "gguf==0.19.0"
 # One model-sized job at a time in this process: two clicks must not hold two copies of a model in memory,
 # nor race to replace the same export/merged/ folder.
 _model_jobs = threading.RLock()
 
 
 class ExportError(RuntimeError):
-    """A problem the person can act on; `str()` is the message to show (English). `cause`: the DataError behind it,
-    which the Export tab says in the person's language (MESSAGES); `code`: a message of MESSAGES that says it all."""
+    """A problem the person can act on; `str()` is the message to show (English). `key` and `params`: the same
+    message in MESSAGES (here or in studio/gguf_export.py), which the Export tab says in the person's language;
+    `cause`: the DataError behind it, likewise."""
 
-    def __init__(self, message: str, cause: Exception | None = None, code: str | None = None):
+    def __init__(self, message: str, cause: Exception | None = None, key: str | None = None,
+                 params: dict | None = None):
         super().__init__(message)
-        self.cause, self.code = cause, code
+        self.cause = cause
+        self.key = key
+        self.params = params or {}
 
 
 MESSAGES = {  # the other ExportErrors are said in English only
@@ -207,185 +210,165 @@ def _merged_is_current(run_dir: Path) -> bool:
 
 
 # ---------------------------------------------------------------- GGUF (llama.cpp, Ollama)
+# The writer is studio/gguf_export.py; here: which folders, in which order, and the Modelfile beside them.
 
-# model_type -> (gguf architecture name, tokenizer pre-tokenizer name llama.cpp knows, permute q/k)
-# Llama's q/k rows are stored for HF's rotate_half rope; llama.cpp's Llama graph wants them interleaved.
-GGUF_ARCHES = {
-    "qwen3": ("QWEN3", "qwen2", False),
-    "qwen2": ("QWEN2", "qwen2", False),
-    "llama": ("LLAMA", "llama-bpe", True),
-}
+@dataclass
+class Sampling:
+    """The Chat tab's sampling settings: the Modelfile makes Ollama answer as the Chat tab does."""
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    seed: int = 0
 
 
-def _gguf():
+def _base_config(run_dir: Path, cfg: RunConfig) -> dict | None:
+    """The base model's config.json from its folder or the Hugging Face cache (never the network)."""
+    base = base_model(run_dir, cfg)
+    path = Path(base) / "config.json"
+    if not path.is_file():
+        path = _cached_file(base, "config.json")
+    return json.loads(path.read_text()) if path else None
+
+
+def _cached_file(repo_id: str, filename: str) -> Path | None:
     try:
-        import gguf
-    except ImportError:
-        raise ExportError(f"GGUF export needs the 'gguf' package (pip install {GGUF_PACKAGE})") from None
-    return gguf
+        from huggingface_hub import try_to_load_from_cache
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # not a repo id
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
-def check_gguf_support(config: dict) -> str:
-    """The model_type if this writer converts it, else an ExportError saying what is supported."""
-    model_type = config.get("model_type", "?")
-    arch = (config.get("architectures") or ["?"])[0]
-    if model_type not in GGUF_ARCHES:
-        raise ExportError(f"GGUF export does not support this architecture: {arch} (model_type '{model_type}'); "
-                          f"supported: {', '.join(sorted(GGUF_ARCHES))}. The merged 16-bit model can still be "
-                          "converted with llama.cpp's convert_hf_to_gguf.py.")
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    rope_type = rope.get("rope_type") or rope.get("type") or "default"
-    if rope_type != "default":
-        raise ExportError(f"GGUF export does not support rope scaling '{rope_type}' ({arch}) yet; "
-                          "convert the merged model with llama.cpp's convert_hf_to_gguf.py")
-    return model_type
+def _tokenizer_dirs(run_dir: Path, cfg: RunConfig) -> list[Path]:
+    """Where a SentencePiece tokenizer.model may be (transformers 5 saves only tokenizer.json with the model):
+    the base model's folder, the Hugging Face cache, or (a SentencePiece tokenizer, online) the Hub."""
+    base = base_model(run_dir, cfg)
+    dirs = [Path(run_dir) / "adapter"] + ([Path(base)] if Path(base).is_dir() else [])
+    cached = _cached_file(base, "tokenizer.model")
+    if cached is None and not Path(base).is_dir() and _is_sentencepiece(Path(run_dir) / "adapter"):
+        try:
+            from huggingface_hub import hf_hub_download
+            cached = Path(hf_hub_download(base, "tokenizer.model"))
+        except Exception:  # offline, or no such file: the writer says what is missing
+            cached = None
+    return dirs + ([cached.parent] if cached else [])
 
 
-def _local_base_config(run_dir: Path, cfg: RunConfig) -> dict | None:
-    path = Path(base_model(run_dir, cfg)) / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def _is_sentencepiece(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "tokenizer.json").read_text())["model"].get("byte_fallback"))
+    except (OSError, KeyError, json.JSONDecodeError):
+        return False
 
 
 def gguf_dir(run_dir: Path, quant: str) -> Path:
     return Path(run_dir) / "export" / f"gguf-{quant}"
 
 
-def to_gguf(run_dir: Path, quant: str = "q8_0") -> Path:
-    """export/gguf-<quant>/<run>-<quant>.gguf and an Ollama Modelfile beside it.
+def to_gguf(run_dir: Path, quant: str = "q8_0", sampling: Sampling | None = None) -> Path:
+    """export/gguf-<quant>/<run>-<quant>.gguf (base + adapter merged) and an Ollama Modelfile beside it.
 
-    Merges first (or reuses an up-to-date export/merged/), then writes the GGUF with the `gguf`
-    package: llama.cpp's tensor names and hyperparameter keys, the tokenizer's vocab, merges and
-    special tokens, and the chat template.
+    Merges first (or reuses an up-to-date export/merged/), then writes the GGUF (studio/gguf_export.py).
     """
+    from studio import gguf_export  # it imports ExportError from here
     run_dir = Path(run_dir)
-    if quant not in GGUF_QUANTS:
-        raise ExportError(f"unknown GGUF type '{quant}'; choose one of {', '.join(GGUF_QUANTS)}")
     cfg = load_run(run_dir)
-    _gguf()
-    base_config = _local_base_config(run_dir, cfg)
+    gguf_export.check_quant(quant)
+    gguf_export.load_gguf()
+    base_config = _base_config(run_dir, cfg)
     if base_config is not None:  # refuse before spending minutes on a merge
-        check_gguf_support(base_config)
+        gguf_export.plan(base_config)
     folder = gguf_dir(run_dir, quant)
     final = folder / f"{run_dir.name}-{quant}.gguf"
-    modelfile = folder / "Modelfile"
     with _model_jobs:
         if not _merged_is_current(run_dir):
             merge_16bit(run_dir)
-        with staged(final) as tmp_gguf, staged(modelfile) as tmp_modelfile:
-            write_gguf(merged_dir(run_dir), tmp_gguf, quant, name=cfg.run_name)
-            tmp_modelfile.write_text(ollama_modelfile(final.name, cfg.data.template, merged_dir(run_dir)),
+        with staged(final) as tmp_gguf, staged(folder / "Modelfile") as tmp_modelfile:
+            gguf_export.write_model(merged_dir(run_dir), tmp_gguf, quant, name=cfg.run_name,
+                                    tokenizer_dirs=_tokenizer_dirs(run_dir, cfg))
+            tmp_modelfile.write_text(ollama_modelfile(final.name, cfg.data.template, merged_dir(run_dir), sampling),
                                      encoding="utf-8")
     return final
 
 
-def write_gguf(model_dir: Path, out: Path, quant: str, name: str = "") -> None:
-    """One HF model folder (Qwen3 / Qwen2 / Llama, 16 or 32-bit safetensors) to one GGUF file."""
-    gguf = _gguf()
-    import numpy as np
-    import torch
-    from safetensors import safe_open
-    model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    model_type = check_gguf_support(config)
-    arch_name, pre, permute_qk = GGUF_ARCHES[model_type]
-    arch = getattr(gguf.MODEL_ARCH, arch_name)
-    n_layers = config["num_hidden_layers"]
-    n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads", config["num_attention_heads"])
-    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    rope = config.get("rope_parameters") or {}
-    rope_theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
-    name_map = gguf.get_tensor_name_map(arch, n_layers)
-
-    writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[arch])
-    writer.add_name(name or model_dir.name)
-    writer.add_context_length(config["max_position_embeddings"])
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(n_kv)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_rope_freq_base(float(rope_theta))
-    writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
-    writer.add_vocab_size(config["vocab_size"])
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if quant == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0)
-    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _add_tokenizer(writer, gguf, model_dir, config["vocab_size"], pre)
-
-    shards = sorted(model_dir.glob("*.safetensors"))
-    if not shards:
-        raise ExportError(f"{model_dir}: no .safetensors weights to convert")
-    seen = set()
-    for shard in shards:
-        with safe_open(str(shard), framework="pt") as f:
-            for key in f.keys():
-                if key.endswith("rotary_emb.inv_freq"):
-                    continue
-                gguf_name = name_map.get_name(key, try_suffixes=(".weight", ".bias"))
-                if gguf_name is None:
-                    raise ExportError(f"GGUF export: no llama.cpp name for tensor '{key}' ({model_type})")
-                data = f.get_tensor(key).to(torch.float32)
-                if permute_qk and key.endswith("q_proj.weight"):
-                    data = _permute(data, n_head, n_head)
-                elif permute_qk and key.endswith("k_proj.weight"):
-                    data = _permute(data, n_head, n_kv)
-                array = data.numpy()
-                if array.ndim == 1 or quant == "f16" or array.shape[-1] % gguf.GGML_QUANT_SIZES[
-                        gguf.GGMLQuantizationType.Q8_0][0]:
-                    # Norms stay f32 (as llama.cpp writes them); rows that don't split into 32-blocks stay f16.
-                    array = array.astype(np.float32 if array.ndim == 1 else np.float16)
-                    writer.add_tensor(gguf_name, array)
-                else:
-                    q = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
-                    writer.add_tensor(gguf_name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-                seen.add(gguf_name)
-    if "token_embd.weight" not in seen:
-        raise ExportError("GGUF export: the model has no token embedding tensor")
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+def lora_gguf_dir(run_dir: Path, quant: str) -> Path:
+    return Path(run_dir) / "export" / f"gguf-lora-{quant}"
 
 
-def _permute(weights, n_head: int, n_head_kv: int):
-    """llama.cpp's convert_hf_to_gguf LlamaModel.permute."""
-    if n_head_kv is not None and n_head != n_head_kv:
-        n_head = n_head_kv
-    return (weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
+def to_gguf_lora(run_dir: Path, quant: str = "q8_0", sampling: Sampling | None = None) -> list[Path]:
+    """export/gguf-lora-<quant>/: the adapter alone as a llama.cpp LoRA GGUF, the base model as a GGUF of `quant`
+    and a Modelfile that names both (FROM the base, ADAPTER the LoRA). No merged copy is made.
+
+    The base GGUF is written once per base model and type (runs/.gguf-bases/) and linked into each run's folder.
+    """
+    from studio import gguf_export  # it imports ExportError from here
+    run_dir = Path(run_dir)
+    cfg = load_run(run_dir)
+    gguf_export.check_quant(quant)
+    gguf_export.load_gguf()
+    base_config = _base_config(run_dir, cfg)
+    if base_config is not None:  # refuse before reaching for the base model's weights
+        gguf_export.plan(base_config)
+    base_dir = _base_weights_dir(run_dir, cfg)
+    base_config = json.loads((base_dir / "config.json").read_text())
+    folder = lora_gguf_dir(run_dir, quant)
+    adapter = folder / f"{run_dir.name}-lora-f16.gguf"
+    base = folder / f"{_slug(cfg.model.name)}-{quant}.gguf"
+    with _model_jobs:
+        with staged(adapter) as tmp_adapter, staged(folder / "Modelfile") as tmp_modelfile:
+            gguf_export.write_lora(Path(run_dir) / "adapter", base_config, tmp_adapter, name=f"{cfg.run_name} LoRA")
+            _link_base_gguf(base_dir, base, quant)
+            tmp_modelfile.write_text(ollama_modelfile(base.name, cfg.data.template, Path(run_dir) / "adapter",
+                                                      sampling, adapter=adapter.name), encoding="utf-8")
+    return [adapter, base, folder / "Modelfile"]
 
 
-def _add_tokenizer(writer, gguf, model_dir: Path, vocab_size: int, pre: str) -> None:
-    """A byte-level BPE vocabulary as llama.cpp's convert_hf_to_gguf `_set_vocab_gpt2` writes it."""
-    from transformers import AutoTokenizer
-    tok_json = model_dir / "tokenizer.json"
-    if not tok_json.is_file() or json.loads(tok_json.read_text()).get("model", {}).get("type") != "BPE":
-        raise ExportError("GGUF export supports byte-level BPE tokenizers (tokenizer.json) only")
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    vocab = tokenizer.get_vocab()
-    reverse = {i: t for t, i in vocab.items()}
-    added = tokenizer.added_tokens_decoder
-    tokens, types = [], []
-    for i in range(vocab_size):
-        if i not in reverse:
-            tokens.append(f"[PAD{i}]")
-            types.append(gguf.TokenType.UNUSED)
-        elif i in added:
-            tokens.append(reverse[i])
-            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
-        else:
-            tokens.append(reverse[i])
-            types.append(gguf.TokenType.NORMAL)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(tokens))
-    if not special.merges:
-        raise ExportError("GGUF export: the tokenizer has no BPE merges")
-    special.add_to_gguf(writer)
+def _slug(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z._-]+", "_", Path(name).name).strip("._") or "base"
+
+
+def _base_weights_dir(run_dir: Path, cfg: RunConfig) -> Path:
+    """The base model's 16-bit weights: its folder, or (a Hub id) the 16-bit repo Unsloth's own 16-bit merge
+    uses, from the Hugging Face cache or downloaded."""
+    from studio import gguf_export  # it imports ExportError from here
+    base = base_model(run_dir, cfg)
+    if Path(base).is_dir():
+        folder = Path(base)
+    else:
+        try:
+            from unsloth.models.loader_utils import get_model_name  # the 4-bit repo -> its 16-bit original
+            name = get_model_name(base, load_in_4bit=False) or base
+        except Exception:
+            name = base
+        try:
+            from huggingface_hub import snapshot_download
+            folder = Path(snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "tokenizer.model"]))
+        except Exception as exc:
+            raise gguf_export.refusal("err_gguf_base", base=base,
+                                      detail=(str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]) from None
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    if config.get("quantization_config") or not list(folder.glob("*.safetensors")):
+        raise gguf_export.refusal("err_gguf_base", base=base, detail="its folder holds no 16-bit safetensors weights")
+    return folder
+
+
+def _link_base_gguf(base_dir: Path, final: Path, quant: str) -> None:
+    """final: the base model's GGUF, written once into runs/.gguf-bases/ and hard-linked here (a copy where the
+    file system can't link)."""
+    from studio import gguf_export  # it imports ExportError from here
+    from studio import runs
+    shared = runs.runs_root() / ".gguf-bases" / final.name
+    newest = max(p.stat().st_mtime for p in base_dir.glob("*.safetensors"))
+    if not shared.is_file() or shared.stat().st_mtime < newest:
+        with staged(shared) as tmp:
+            gguf_export.write_model(base_dir, tmp, quant, name=base_dir.name, tokenizer_dirs=[base_dir])
+    if final.is_file() and os.path.samefile(final, shared):
+        return
+    with staged(final) as tmp:
+        tmp.unlink()
+        try:
+            os.link(shared, tmp)
+        except OSError:
+            shutil.copyfile(shared, tmp)
 
 
 # ---------------------------------------------------------------- Ollama Modelfile
@@ -414,6 +397,26 @@ GEMMA3_OLLAMA = (
     '{{ else if eq .Role "assistant" }}<start_of_turn>model\n{{ .Content }}'
     '{{ if not $last }}<end_of_turn>\n{{ end }}'
     '{{ end }}{{ end }}')
+PHI4_OLLAMA = (
+    '{{ if .System }}<|im_start|>system<|im_sep|>{{ .System }}<|im_end|>{{ end }}'
+    '{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '{{ if eq .Role "user" }}<|im_start|>user<|im_sep|>{{ .Content }}<|im_end|>'
+    '{{ if $last }}<|im_start|>assistant<|im_sep|>{{ end }}'
+    '{{ else if eq .Role "assistant" }}<|im_start|>assistant<|im_sep|>{{ .Content }}'
+    '{{ if not $last }}<|im_end|>{{ end }}'
+    '{{ end }}{{ end }}')
+PHI3_OLLAMA = (
+    '{{ if .System }}<|system|>\n{{ .System }}<|end|>\n{{ end }}'
+    '{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '{{ if eq .Role "user" }}<|user|>\n{{ .Content }}<|end|>\n{{ if $last }}<|assistant|>\n{{ end }}'
+    '{{ else if eq .Role "assistant" }}<|assistant|>\n{{ .Content }}{{ if not $last }}<|end|>\n{{ end }}'
+    '{{ end }}{{ end }}')
+MISTRAL_OLLAMA = (  # the system prompt opens the first [INST], as Unsloth's 'mistral' template puts it
+    '{{ $first := true }}{{ range $i, $_ := .Messages }}{{ $last := eq (len (slice $.Messages $i)) 1 }}'
+    '{{ if eq .Role "user" }}[INST] {{ if and $first $.System }}{{ $.System }} {{ end }}{{ $first = false }}'
+    '{{ .Content }} [/INST]'
+    '{{ else if eq .Role "assistant" }}{{ .Content }}{{ if not $last }}</s>{{ end }}'
+    '{{ end }}{{ end }}')
 # chat template -> (Ollama TEMPLATE, stop strings)
 OLLAMA_TEMPLATES = {
     "qwen-3": (CHATML_OLLAMA, ["<|im_end|>", "<|im_start|>", "<|endoftext|>"]),
@@ -421,13 +424,23 @@ OLLAMA_TEMPLATES = {
     "chatml": (CHATML_OLLAMA, ["<|im_end|>", "<|im_start|>"]),
     "llama-3.1": (LLAMA3_OLLAMA, ["<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]),
     "gemma-3": (GEMMA3_OLLAMA, ["<end_of_turn>"]),
+    "phi-4": (PHI4_OLLAMA, ["<|im_end|>", "<|im_start|>"]),
+    "phi-3": (PHI3_OLLAMA, ["<|end|>", "<|user|>", "<|assistant|>"]),
+    "mistral": (MISTRAL_OLLAMA, ["</s>", "[INST]"]),
 }
 
 
-def ollama_modelfile(gguf_name: str, template: str, model_dir: Path | None = None) -> str:
-    """An Ollama Modelfile for the GGUF beside it: `ollama create NAME -f Modelfile`."""
-    lines = ["# Made by LoRA Studio. Import with:  ollama create my-model -f Modelfile",
-             f"FROM ./{gguf_name}", ""]
+def ollama_modelfile(gguf_name: str, template: str, model_dir: Path | None = None, sampling: Sampling | None = None,
+                     adapter: str | None = None) -> str:
+    """An Ollama Modelfile for the GGUF beside it (`ollama create NAME -f Modelfile`): the run's chat template,
+    its stop strings and the Chat tab's sampling; with `adapter`, FROM names the base GGUF and ADAPTER the LoRA."""
+    from studio.chat import TOP_P
+    sampling = sampling or Sampling()
+    lines = ["# Made by LoRA Studio. Import with:  ollama create my-model -f Modelfile", f"FROM ./{gguf_name}"]
+    if adapter:
+        lines += [f"ADAPTER ./{adapter}",
+                  f"# llama.cpp without Ollama:  llama-cli -m {gguf_name} --lora {adapter}"]
+    lines.append("")
     if template in OLLAMA_TEMPLATES:
         body, stops = OLLAMA_TEMPLATES[template]
         eos = _eos_token(model_dir) if model_dir else None
@@ -437,6 +450,12 @@ def ollama_modelfile(gguf_name: str, template: str, model_dir: Path | None = Non
     else:  # Ollama falls back to the chat template stored in the GGUF's metadata
         lines.append(f"# No Ollama TEMPLATE is written for the '{template}' chat template: Ollama reads the one "
                      "stored in the GGUF (tokenizer.chat_template).")
+    temperature = max(0.0, float(sampling.temperature or 0.0))
+    lines += ["", "# The Chat tab's sampling: greedy at temperature 0, else nucleus sampling (top_p "
+              f"{TOP_P}); no top-k, min-p or repeat penalty, as the studio's chat applies none",
+              f"PARAMETER temperature {temperature:g}", f"PARAMETER top_p {TOP_P if temperature > 0 else 1.0:g}",
+              "PARAMETER top_k 0", "PARAMETER min_p 0", "PARAMETER repeat_penalty 1",
+              f"PARAMETER num_predict {int(sampling.max_new_tokens)}", f"PARAMETER seed {int(sampling.seed or 0)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -559,7 +578,7 @@ def dropped_rows(cfg: RunConfig, run_dir: Path) -> list[int]:
     path = Path(run_dir) / DROPPED_ROWS_FILE
     if not path.is_file():  # a run from before the checks, or one that stopped before it read its data
         if cfg.data.drop:
-            raise ExportError(MESSAGES["err_export_no_drops"][0], code="err_export_no_drops")
+            raise ExportError(MESSAGES["err_export_no_drops"][0], key="err_export_no_drops")
         return []
     return sorted({i for rows in json.loads(path.read_text()).values() for i in rows})
 

@@ -181,7 +181,7 @@ def test_the_script_leaves_out_the_rows_the_run_recorded_and_refuses_without_a_r
     run_dir = runs.create_run(cfg)
     with pytest.raises(export.ExportError) as refused:  # it stopped before it recorded which rows it drops
         export.python_script(run_dir)
-    assert refused.value.code == "err_export_no_drops"
+    assert refused.value.key == "err_export_no_drops"
     (run_dir / checks.DROPPED_ROWS_FILE).write_text(json.dumps({"duplicate": [5, 3], "no_trained_tokens": [7]}))
     script = script_row_rule(run_dir)
     assert script["DROPPED_ROWS"] == {3, 5, 7} and script["training_rows"](10) == [0, 1, 2, 4, 6, 8, 9]

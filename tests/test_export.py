@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, start_run, wait_for
-from studio import export, runs
+from conftest import EN, KO, REPO, start_run, wait_for
+from studio import export, gguf_export, runs
 from studio.config import RunConfig
 
 STEPS, ROWS = 30, 0  # all 600 rows of the sample: the worker and the script each pick 30 x 8 by the row rule
@@ -124,8 +124,8 @@ def test_a_run_without_an_adapter_is_refused_clearly(runs_dir):
 def exported(trained_run):
     """The merged model and both GGUF files, made once for the tests below."""
     merged = export.merge_16bit(trained_run)
-    ggufs = {q: export.to_gguf(trained_run, q) for q in export.GGUF_QUANTS}
-    logits = plain_logits(trained_run, [ggufs[q] for q in export.GGUF_QUANTS])
+    ggufs = {q: export.to_gguf(trained_run, q) for q in gguf_export.GGUF_QUANTS}
+    logits = plain_logits(trained_run, [ggufs[q] for q in gguf_export.GGUF_QUANTS])
     return merged, ggufs, logits
 
 
@@ -161,7 +161,7 @@ def test_peft_fallback_merge_gives_the_same_weights_as_unsloths(trained_run, exp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("quant", export.GGUF_QUANTS)
+@pytest.mark.parametrize("quant", gguf_export.GGUF_QUANTS)
 def test_gguf_reads_back_with_its_tokenizer_template_and_logits(trained_run, exported, quant):
     import gguf
     merged, ggufs, logits = exported
@@ -197,37 +197,58 @@ def test_gguf_reads_back_with_its_tokenizer_template_and_logits(trained_run, exp
     assert 'TEMPLATE """' in modelfile and "<|im_start|>user\n{{ .Content }}<|im_end|>\n" in modelfile
     assert "<|im_start|>assistant\n" in modelfile
     assert 'PARAMETER stop "<|im_end|>"' in modelfile and 'PARAMETER stop "<|endoftext|>"' in modelfile
+    assert "\nPARAMETER temperature 0\nPARAMETER top_p 1\n" in modelfile  # the Chat tab's default: greedy
     assert leftovers(path.parent) == []
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_gguf_writer_round_trips_llama_and_qwen2(tmp_path, family):
-    """Tiny random models with untied output and GQA; Llama's q/k rows are permuted for llama.cpp's rope,
-    and transformers' GGUF reader undoes exactly that permutation, so equal logits check it."""
+def test_adapter_gguf_of_a_run_comes_with_its_base_gguf_and_a_modelfile_naming_both(trained_run, exported):
+    """The adapter alone (llama.cpp's LoRA format) and the base model's GGUF, linked from one shared copy; the
+    Modelfile names both and carries the run's chat template and the Chat tab's sampling."""
+    import importlib.util
+    from transformers import AutoTokenizer
+    from test_gguf import LORA_REL_TOL, apply_lora_from_gguf, llama_cpp_logits, rel
+    sampling = export.Sampling(max_new_tokens=200, temperature=0.7, seed=5)
+    adapter, base, modelfile = export.to_gguf_lora(trained_run, "f16", sampling)
+    assert adapter == trained_run / "export" / "gguf-lora-f16" / f"{trained_run.name}-lora-f16.gguf"
+    assert base.name == "tiny-qwen3-f16.gguf" and os.path.samefile(base, runs.runs_root() / ".gguf-bases" / base.name)
+    assert adapter.stat().st_size < base.stat().st_size / 2  # the adapter, not a model
+    text = modelfile.read_text()
+    assert f"FROM ./{base.name}\nADAPTER ./{adapter.name}\n" in text
+    assert "<|im_start|>user\n{{ .Content }}<|im_end|>\n" in text and 'PARAMETER stop "<|im_end|>"' in text
+    for line in ("temperature 0.7", "top_p 0.95", "top_k 0", "repeat_penalty 1", "num_predict 200", "seed 5"):
+        assert f"\nPARAMETER {line}\n" in text, line
+    tok = AutoTokenizer.from_pretrained(trained_run / "adapter")
+    ids = tok.apply_chat_template(MESSAGES, return_tensors="pt", return_dict=True)["input_ids"]
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, \
-        Qwen2ForCausalLM
-    config_class, model_class = {"llama": (LlamaConfig, LlamaForCausalLM),
-                                 "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
-    torch.manual_seed(0)
-    config = config_class(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-                          num_key_value_heads=2, vocab_size=2292, max_position_embeddings=256,
-                          tie_word_embeddings=False)
-    model_class(config).to(torch.bfloat16).save_pretrained(tmp_path)
-    for name in ("tokenizer.json", "tokenizer_config.json"):  # the bundled byte-level BPE tokenizer fits vocab_size
-        shutil.copy(REPO / "assets" / "tiny-qwen3" / name, tmp_path / name)
-    ids = torch.randint(0, 2266, (1, 24))
     with torch.no_grad():
-        reference = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)(ids).logits
-        for quant in export.GGUF_QUANTS:
-            export.write_gguf(tmp_path, tmp_path / f"{quant}.gguf", quant)
-            model = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=f"{quant}.gguf",
-                                                         config=AutoConfig.from_pretrained(tmp_path),
-                                                         dtype=torch.float32)
-            abs_diff, rel = diff(model(ids).logits, reference)
-            print(f"GGUF {family} {quant}: max |gguf - hf| = {abs_diff:.3g} (relative {rel:.3g})")
-            assert abs_diff < GGUF_F16_ABS_TOL if quant == "f16" else rel < GGUF_Q8_REL_TOL
+        got = apply_lora_from_gguf(REPO / "assets" / "tiny-qwen3", base, adapter)(ids).logits[0]
+    error = rel(got, exported[2]["peft"])
+    print(f"adapter GGUF of the run: gguf reader + transformers' map vs PEFT, relative max |diff| {error:.2g}")
+    assert error < LORA_REL_TOL
+    if importlib.util.find_spec("llama_cpp"):
+        error = rel(llama_cpp_logits(base, ids, lora=adapter), exported[2]["peft"])
+        print(f"adapter GGUF of the run: llama.cpp vs PEFT, relative max |diff| {error:.2g}")
+        assert error < 5e-3
+    assert leftovers(adapter.parent) == [] and leftovers(runs.runs_root() / ".gguf-bases") == []
+
+
+@pytest.mark.slow
+def test_adapter_gguf_whose_base_weights_cannot_be_had_is_refused_in_both_languages(trained_run):
+    """A Hub base (the presets' 4-bit repos) that is not on this machine, offline: said before any file is made."""
+    from studio.ui.i18n import STRINGS
+    run_dir = clone_run(trained_run, "hub-base")
+    cfg = RunConfig.load(run_dir / "config.yaml")
+    cfg.model.name = "unsloth/Qwen3-4B-unsloth-bnb-4bit"
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    conf = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    conf["base_model_name_or_path"] = cfg.model.name
+    (run_dir / "adapter" / "adapter_config.json").write_text(json.dumps(conf))
+    with pytest.raises(export.ExportError, match=r"can't be had for unsloth/Qwen3-4B-unsloth-bnb-4bit: .*Export the "
+                                                 r"merged GGUF instead") as info:
+        export.to_gguf_lora(run_dir, "q8_0")
+    assert "병합 GGUF" in STRINGS[info.value.key][1].format(**info.value.params)
+    assert not list((run_dir / "export").rglob("*.gguf")) and leftovers(run_dir) == []
 
 
 def tiny_gpt2_run(name: str) -> Path:
@@ -244,18 +265,23 @@ def tiny_gpt2_run(name: str) -> Path:
     return run_dir
 
 
-@pytest.mark.parametrize("quant", export.GGUF_QUANTS)
+@pytest.mark.parametrize("quant", gguf_export.GGUF_QUANTS)
 def test_gguf_of_an_unsupported_architecture_says_so_and_writes_nothing(runs_dir, quant):
     run_dir = tiny_gpt2_run(f"gpt2-{quant}")
-    with pytest.raises(export.ExportError, match=r"does not support this architecture: GPT2LMHeadModel .*supported: "
-                                                 r"llama, qwen2, qwen3"):
-        export.to_gguf(run_dir, quant)
+    for action in (export.to_gguf, export.to_gguf_lora):
+        with pytest.raises(export.ExportError, match=r"does not support this architecture: GPT2LMHeadModel .*"
+                                                     r"supported: gemma3, llama, mistral, phi3, qwen2, qwen3"):
+            action(run_dir, quant)
     assert not list(run_dir.rglob("*.gguf")) and not list(run_dir.rglob("Modelfile")) and leftovers(run_dir) == []
 
 
-def test_unknown_gguf_type_is_refused(runs_dir):
-    with pytest.raises(export.ExportError, match="unknown GGUF type 'q4_k_m'; choose one of f16, q8_0"):
-        export.to_gguf(tiny_gpt2_run("q4"), "q4_k_m")
+def test_a_gguf_type_the_writer_cannot_make_is_refused_before_any_work(runs_dir):
+    run_dir = tiny_gpt2_run("q4")
+    with pytest.raises(export.ExportError, match="unknown GGUF type 'q5_0'; choose one of f16, q8_0"):
+        export.to_gguf(run_dir, "q5_0")
+    with pytest.raises(export.ExportError, match=r"can't write k-quants. Export f16 and run llama.cpp's"):
+        export.to_gguf_lora(run_dir, "Q4_K_M")
+    assert not (run_dir / "export").exists() or not list((run_dir / "export").rglob("*"))
 
 
 @pytest.mark.slow
@@ -265,7 +291,7 @@ def test_a_gguf_that_fails_midway_leaves_no_file(trained_run, exported):
     shutil.copytree(exported[0], run_dir / "export" / "merged")
     (run_dir / "export" / "merged" / "tokenizer.json").unlink()
     (run_dir / "export" / "merged" / "config.json").touch()  # newer than the adapter: reused, not re-merged
-    with pytest.raises(export.ExportError, match="byte-level BPE tokenizers"):
+    with pytest.raises(export.ExportError, match="the tokenizer can't be written for llama.cpp"):
         export.to_gguf(run_dir, "q8_0")
     folder = run_dir / "export" / "gguf-q8_0"
     assert list(folder.iterdir()) == [], list(folder.iterdir())
@@ -471,6 +497,21 @@ def test_tab_refuses_a_run_outside_runs(export_client):
         export_client.predict("", "q8_0", api_name="/export_gguf")
 
 
+def test_tab_says_a_gguf_refusal_in_the_persons_language(runs_dir):
+    """Refused before any work, in English and Korean, with what to do instead."""
+    import gradio as gr
+    from studio.ui import export_tab
+    run_dir = tiny_gpt2_run("gpt2-tab")
+    said = {}
+    for lang, request in (("en", EN), ("ko", KO)):
+        with pytest.raises(gr.Error) as info:
+            export_tab.export_gguf(run_dir.name, "q8_0", "adapter", request=request)
+        said[lang] = info.value.message
+    assert "does not support this architecture: GPT2LMHeadModel" in said["en"] and "merged" in said["en"]
+    assert "이 구조를 지원하지 않습니다: GPT2LMHeadModel" in said["ko"] and "convert_hf_to_gguf.py" in said["ko"]
+    assert not list(run_dir.rglob("*.gguf"))
+
+
 @pytest.mark.slow
 def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_light):
     from studio.ui import export_tab
@@ -488,6 +529,9 @@ def test_tab_endpoints_export_and_say_what_went_wrong(export_client, trained_run
     files = export_client.predict(trained_run.name, "f16", api_name="/export_gguf")
     assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
         sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
+    files = export_client.predict(trained_run.name, "f16", "adapter", api_name="/export_gguf")
+    assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
+        sorted([f"{trained_run.name}-lora-f16.gguf", "tiny-qwen3-f16.gguf", "Modelfile"])
     code, script = export_client.predict(trained_run.name, api_name="/export_script")
     assert code.startswith('"""LoRA fine-tuning')
     assert Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims the last newline

@@ -67,7 +67,7 @@ def build_app() -> gr.Blocks:
         data_checks.wire(checks_panel, checks_view, keys, form, model.token)
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
-        export_tab.wire(exports)
+        export_tab.wire(exports, sampling=(chat.max_new_tokens, chat.temperature, chat.seed))
         export_page.select(export_tab.refresh_runs, None, exports.run, api_visibility="private")
         api.register()
         template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")

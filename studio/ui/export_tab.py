@@ -7,7 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import auth, data, export, jobs
+from studio import auth, data, export, gguf_export, jobs
 from studio.ui.i18n import refusal, say_data, t
 
 
@@ -20,6 +20,7 @@ class ExportTab:
     merged_button: gr.Button
     merged_files: gr.File
     gguf_quant: gr.Radio
+    gguf_what: gr.Radio
     gguf_button: gr.Button
     gguf_files: gr.File
     repo_id: gr.Textbox
@@ -63,7 +64,9 @@ def build(I) -> ExportTab:
             merged_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
         with gr.Column():
             gr.Markdown(I("export_gguf_info"))
-            gguf_quant = gr.Radio(list(export.GGUF_QUANTS), value="q8_0", label=I("export_gguf_quant"))
+            gguf_what = gr.Radio([(I("export_gguf_merged"), "merged"), (I("export_gguf_adapter"), "adapter")],
+                                 value="merged", label=I("export_gguf_what"))
+            gguf_quant = gr.Radio(list(gguf_export.GGUF_QUANTS), value="q8_0", label=I("export_gguf_quant"))
             gguf_button = gr.Button(I("export_gguf"), elem_id="export-gguf")
             gguf_files = gr.File(label=I("export_download"), file_count="multiple", interactive=False, height=140)
     with gr.Accordion(I("export_hub"), open=False):
@@ -81,8 +84,8 @@ def build(I) -> ExportTab:
         script_button = gr.Button(I("export_script_make"), elem_id="export-script")
         script_code = gr.Code(language="python", interactive=False, label="train.py", max_lines=40)
         script_file = gr.File(label=I("export_download"), interactive=False, height=100)
-    return ExportTab(run, refresh, adapter_button, adapter_file, merged_button, merged_files, gguf_quant, gguf_button,
-                     gguf_files, repo_id, token, private, what, push_button, push_result, script_button, script_code,
+    return ExportTab(run, refresh, adapter_button, adapter_file, merged_button, merged_files, gguf_quant, gguf_what,
+                     gguf_button, gguf_files, repo_id, token, private, what, push_button, push_result, script_button, script_code,
                      script_file)
 
 
@@ -100,8 +103,8 @@ def _do(request, action, *args):
     try:
         return action(*args)
     except export.ExportError as exc:
-        if exc.code:
-            raise gr.Error(t(exc.code, request)) from None
+        if exc.key:
+            raise gr.Error(t(exc.key, request, **exc.params)) from None
         if isinstance(exc.cause, data.DataError):
             raise gr.Error(t("err_export_data", request, detail=say_data(exc.cause, request))) from None
         raise gr.Error(str(exc)) from None
@@ -121,9 +124,14 @@ def export_merged(run_id: str, request: gr.Request = None) -> list[str]:
     return [str(p) for p in sorted(folder.iterdir()) if p.is_file()]
 
 
-def export_gguf(run_id: str, quant: str = "q8_0", request: gr.Request = None) -> list[str]:
-    """A GGUF file and the Ollama Modelfile beside it."""
-    path = _do(request, export.to_gguf, _run_dir(run_id, request), quant)
+def export_gguf(run_id: str, quant: str = "q8_0", what: str = "merged", max_new_tokens: int = 128,
+                temperature: float = 0.0, seed: int = 0, request: gr.Request = None) -> list[str]:
+    """GGUF for llama.cpp / Ollama with its Modelfile (the Chat tab's sampling in it): the merged model, or the
+    adapter alone as a LoRA GGUF with the base model's GGUF."""
+    sampling = export.Sampling(int(max_new_tokens or 128), float(temperature or 0.0), int(seed or 0))
+    if what == "adapter":
+        return [str(p) for p in _do(request, export.to_gguf_lora, _run_dir(run_id, request), quant, sampling)]
+    path = _do(request, export.to_gguf, _run_dir(run_id, request), quant, sampling)
     return [str(path), str(path.parent / "Modelfile")]
 
 
@@ -141,11 +149,13 @@ def export_script(run_id: str, request: gr.Request = None) -> tuple[str, str]:
     return text, str(run_dir / "export" / export.script_name(run_dir))
 
 
-def wire(tab: ExportTab) -> None:
+def wire(tab: ExportTab, sampling: tuple = ()) -> None:
+    """`sampling`: the Chat tab's max_new_tokens, temperature and seed components, for the Modelfile."""
     tab.refresh.click(refresh_runs, None, tab.run, api_visibility="private")
     tab.adapter_button.click(export_adapter, tab.run, tab.adapter_file, api_name="export_adapter")
     tab.merged_button.click(export_merged, tab.run, tab.merged_files, api_name="export_merged")
-    tab.gguf_button.click(export_gguf, [tab.run, tab.gguf_quant], tab.gguf_files, api_name="export_gguf")
+    tab.gguf_button.click(export_gguf, [tab.run, tab.gguf_quant, tab.gguf_what, *sampling], tab.gguf_files,
+                          api_name="export_gguf")
     tab.push_button.click(push_to_hub, [tab.run, tab.repo_id, tab.token, tab.private, tab.what], tab.push_result,
                           api_name="push_to_hub")
     tab.script_button.click(export_script, tab.run, [tab.script_code, tab.script_file], api_name="export_script")

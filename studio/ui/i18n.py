@@ -391,10 +391,17 @@ STRINGS: dict[str, tuple[str, str]] = {
                            "**병합 모델**: 기본 모델과 어댑터를 합친 16비트 모델. transformers만으로 불러옵니다. "
                            "기본 모델만큼 큽니다."),
     "export_gguf": ("GGUF + Modelfile", "GGUF + Modelfile"),
-    "export_gguf_info": ("**GGUF** for llama.cpp and Ollama (`ollama create my-model -f Modelfile`). "
-                         "q8_0 is half the size of f16 and nearly as exact.",
-                         "llama.cpp와 Ollama용 **GGUF** (`ollama create my-model -f Modelfile`). "
-                         "q8_0은 f16의 절반 크기이며 정확도는 거의 같습니다."),
+    "export_gguf_info": ("**GGUF** for llama.cpp and Ollama (`ollama create my-model -f Modelfile`), every preset's "
+                         "family. The Modelfile carries the run's chat template and the Chat tab's temperature, "
+                         "max new tokens and seed. q8_0 is half the size of f16 and nearly as exact; for q4_K_M, "
+                         "export f16 and run llama.cpp's `llama-quantize`.",
+                         "모든 프리셋 계열의 llama.cpp·Ollama용 **GGUF** (`ollama create my-model -f Modelfile`). "
+                         "Modelfile에는 실행의 대화 템플릿과 대화 탭의 temperature, 최대 새 토큰 수, 시드가 들어갑니다. "
+                         "q8_0은 f16의 절반 크기이며 정확도는 거의 같습니다. q4_K_M은 f16으로 내보낸 뒤 llama.cpp의 "
+                         "`llama-quantize`를 쓰세요."),
+    "export_gguf_what": ("What", "무엇을"),
+    "export_gguf_merged": ("Merged model (one file)", "병합 모델 (파일 하나)"),
+    "export_gguf_adapter": ("Adapter alone (LoRA GGUF + base GGUF)", "어댑터만 (LoRA GGUF + 기본 모델 GGUF)"),
     "export_gguf_quant": ("GGUF type", "GGUF 형식"),
     "export_hub": ("Upload to the Hugging Face Hub", "Hugging Face Hub에 올리기"),
     "export_repo_id": ("Repo id (owner/name)", "저장소 id (소유자/이름)"),
@@ -420,9 +427,9 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 def _with_module_messages() -> None:
     """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py,
-    studio/data.py, studio/export.py, studio/checks.py)."""
-    from studio import checks, distributed, export, fit
-    for module in (distributed, fit, data, export, checks):
+    studio/data.py, studio/export.py, studio/gguf_export.py, studio/checks.py)."""
+    from studio import checks, distributed, export, fit, gguf_export
+    for module in (distributed, fit, data, export, gguf_export, checks):
         STRINGS.update(module.MESSAGES)
 
 
