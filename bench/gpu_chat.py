@@ -9,10 +9,10 @@ Cases (each in its own process on a GPU, so peak memory and Unsloth's class patc
   unsloth4     bare Unsloth: FastLanguageModel.from_pretrained(load_in_4bit=True) + for_inference + generate
   unsloth16    the same in 16 bits
   hf16         plain transformers bf16 + generate (no Unsloth in the process)
-  studio       studio.chat.ChatEngine on the 16-bit model: studio.fastgen.FastDecoder (static KV cache +
-               CUDA-graph decode step), timed at the decoder; a second row times ChatEngine.stream (text)
-  studio_lora  a run with a random LoRA adapter trained "in 4 bits": ChatEngine loads the 16-bit base,
-               merges the adapter, decodes with FastDecoder
+  studio       studio.chat.load_model on the 16-bit model: studio.fastgen.FastDecoder (static KV cache +
+               CUDA-graph decode step), timed at the decoder; a second row times studio.chat.answer (text)
+  studio_lora  a run with a random LoRA adapter trained "in 4 bits", chatted with its 16-bit merge (the Chat
+               tab's "16-bit chat" box): the 16-bit base, the adapter merged, FastDecoder
   studio4      FastDecoder straight on the 4-bit Unsloth model (graphs over bitsandbytes layers)
   unsloth16g   bare Unsloth 16-bit with UNSLOTH_DECODE_CUDA_GRAPHS=1 (Unsloth's own graphed decode; not default)
 
@@ -46,8 +46,8 @@ LABELS = {
     "unsloth16g": "bare Unsloth 16-bit generate, UNSLOTH_DECODE_CUDA_GRAPHS=1",
     "hf16": "plain transformers bf16 generate",
     "studio": "studio FastDecoder (16-bit)",
-    "studio_chat": "studio ChatEngine.stream (text, 16-bit)",
-    "studio_lora": "studio ChatEngine, LoRA merged into 16-bit",
+    "studio_chat": "studio chat.answer (text, 16-bit)",
+    "studio_lora": "studio chat, LoRA merged into 16-bit",
     "studio4": "studio FastDecoder on the 4-bit model",
 }
 CASE_LIMIT_S = 150  # one case: process start, imports, load, warm-up, timed runs
@@ -181,16 +181,14 @@ def case_generate(name: str, model_dir: str, a) -> dict:
 def case_studio(name: str, model_dir: str, a) -> list[dict]:
     import unsloth  # noqa: F401
     import torch
-    from studio.chat import ChatEngine
-    engine = ChatEngine()
+    from studio.chat import BaseTarget, RunTarget, answer, load_model
     t0 = time.time()
     if name == "studio_lora":
         run_id = make_lora_run(model_dir, Path(a.work) / "runs")
-        engine.load(run_id, Path(a.work) / "runs")
+        loaded = load_model(RunTarget(Path(a.work) / "runs" / run_id, fast16=True))
     else:
-        engine.load("base:" + model_dir, max_seq_length=2048, load_in_4bit=False)
+        loaded = load_model(BaseTarget(model_dir, max_seq_length=2048, load_in_4bit=False))
     load_s = time.time() - t0
-    loaded = engine.loaded
     dec = loaded.decoder
     if dec is None:
         raise RuntimeError(f"no fast path: {loaded.fast_reason}")
@@ -215,11 +213,11 @@ def case_studio(name: str, model_dir: str, a) -> list[dict]:
     rows = [r]
     if name == "studio":  # the Chat tab's path: messages -> template -> decoder -> text
         msgs = messages_for(tok, a.prompt_tokens)
-        list(engine.stream(msgs, max_new_tokens=16))  # warm-up
+        list(answer(loaded, msgs, max_new_tokens=16))  # warm-up
         rates, ttft = [], []
         for _ in range(a.repeats):
-            list(engine.stream(msgs, max_new_tokens=a.new_tokens))
-            s = engine.last_stats
+            s = {}
+            list(answer(loaded, msgs, max_new_tokens=a.new_tokens, stats=s))
             rates.append(s["tokens_per_s"])
             ttft.append(s["ttft_s"])
         rows.append({"case": "studio_chat", "tokens_per_s": statistics.median(rates),

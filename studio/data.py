@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import re
 from array import array
@@ -397,11 +396,6 @@ def check_path(path: str, allowed_roots: Sequence[Path] | None, display: str = "
     return resolved
 
 
-def restricted() -> bool:
-    """On a shared server (a Space, or STUDIO_RESTRICT_PATHS=1) files may only come from uploads."""
-    return bool(os.environ.get("SPACE_ID") or os.environ.get("STUDIO_RESTRICT_PATHS"))
-
-
 def uploads_dir(owner: str | None = None) -> Path:
     """Where a person's uploads are kept (content-addressed), so config.yaml can name them for good."""
     from studio.runs import LOCAL_OWNER, runs_root, sanitize_name
@@ -411,10 +405,11 @@ def uploads_dir(owner: str | None = None) -> Path:
 
 
 def allowed_roots(owner: str | None = None) -> list[Path] | None:
-    """The folders a dataset file may come from: anywhere locally; on a shared server, the owner's uploads
-    and the bundled assets."""
+    """The folders a dataset file may come from: anywhere locally; on a shared server (studio/access.py), the
+    owner's uploads and the bundled assets."""
+    from studio import access
     from studio.config import REPO_ROOT
-    return [uploads_dir(owner), REPO_ROOT / "assets"] if restricted() else None
+    return [uploads_dir(owner), REPO_ROOT / "assets"] if access.shared() else None
 
 
 def store_upload(tmp_path: str, owner: str | None = None) -> Path:

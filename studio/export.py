@@ -43,6 +43,10 @@ class ExportError(RuntimeError):
 
 
 MESSAGES = {  # the other ExportErrors are said in English only
+    "err_export_gpu_busy": ("The GPU is training ({run}) and this 4-bit model's merge needs about {need} GiB of it: "
+                            "export it when the run has ended.",
+                            "GPU가 훈련 중이고({run}) 이 4비트 모델의 병합에는 약 {need} GiB가 필요합니다: 훈련이 끝난 뒤 "
+                            "내보내세요."),
     "err_export_data": ("the run's dataset can't be read to write the script: {detail}",
                         "실행의 데이터셋을 읽을 수 없어 스크립트를 만들 수 없습니다: {detail}"),
     "err_export_no_drops": ("this run leaves rows out (data.drop) but stopped before it recorded which, so the script "
@@ -77,14 +81,15 @@ def base_model(run_dir: Path, cfg: RunConfig | None = None) -> str:
     config.yaml names it relative to the repo for the bundled model; adapter_config.json stores the
     absolute path it was at when trained, which breaks when the repo moves. The run's config wins.
     """
+    from studio import access
     cfg = cfg or load_run(run_dir)
-    local = resolve_path(cfg.model.name)
-    if local.is_dir():
+    local = access.model_folder(cfg.model.name)  # the naming rule, as the form and the worker apply it
+    if local is not None:
         return str(local)
     saved = json.loads((Path(run_dir) / "adapter" / "adapter_config.json").read_text()).get(
         "base_model_name_or_path") or ""
-    if saved and Path(saved).is_dir():
-        return saved
+    if saved and access.model_folder(saved) is not None:
+        return str(access.model_folder(saved))
     return cfg.model.name
 
 
@@ -143,16 +148,29 @@ def merge_16bit(run_dir: Path) -> Path:
     Unsloth's `save_pretrained_merged(save_method="merged_16bit")` does the merge (on CPU it merges in
     fp32 and rounds once to bf16); should it be unavailable, PEFT's `merge_and_unload()` does the same.
     """
+    from studio import gpu
     run_dir = Path(run_dir)
     cfg = load_run(run_dir)
     final = merged_dir(run_dir)
     with _model_jobs, staged(final, folder=True) as tmp:
-        try:
-            _merge_with_unsloth(run_dir, cfg, tmp)
-        except (NotImplementedError, AttributeError):
-            for child in tmp.iterdir():  # whatever the failed attempt wrote
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-            _merge_with_peft(run_dir, cfg, tmp)
+        try:  # the GPU's lease (studio/gpu.py): beside a training run only if it fits, else on the CPU
+            lease = gpu.take("export", gpu.model_gb(cfg.model.name, False), run_dir.name)
+        except gpu.GpuBusy as exc:
+            lease = None
+            if cfg.model.load_in_4bit:  # a 4-bit checkpoint merges only where bitsandbytes runs: the GPU
+                raise ExportError(str(exc), key="err_export_gpu_busy",
+                                  params={"need": f"{exc.need_gb:.1f}", "run": exc.training or "—"}) from None
+            _merge_with_peft(run_dir, cfg, tmp)  # on the CPU: slower, and the run keeps its GPU
+        else:
+            try:
+                _merge_with_unsloth(run_dir, cfg, tmp)
+            except (NotImplementedError, AttributeError):
+                for child in tmp.iterdir():  # whatever the failed attempt wrote
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                _merge_with_peft(run_dir, cfg, tmp)
+            finally:
+                if lease is not None:
+                    lease.release()
         if not (tmp / "config.json").is_file() or not list(tmp.glob("*.safetensors")):
             raise ExportError("the merge wrote no model weights")
     return final
@@ -515,7 +533,8 @@ def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", 
 def model_card(run_dir: Path, what: str) -> str:
     """README.md for the Hub: what this is, how to load it, the run's settings."""
     cfg = RunConfig.load(Path(run_dir) / "config.yaml")
-    hub_base = not resolve_path(cfg.model.name).is_dir()  # a Hub id, not a folder on this machine
+    from studio import access
+    hub_base = access.model_folder(cfg.model.name) is None  # a Hub id, not a folder on this machine
     meta = ["---"] + ([f"base_model: {cfg.model.name}"] if hub_base else []) + [
         f"library_name: {'peft' if what == 'adapter' else 'transformers'}",
         "tags:", "- lora", "- sft", "- unsloth", "- trl", "- lora-studio", "---", ""]

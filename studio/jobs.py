@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from studio import checks, config as config_mod, data, models, runs
+from studio import checks, config as config_mod, data, disk, models, runs
 from studio.auth import User
 from studio.config import ConfigError, RunConfig
 from studio.limits import caps
@@ -81,6 +81,7 @@ def start(cfg_or_yaml, user: User, token: str | None = None) -> dict:
     if user is None:
         raise Refused("err_sign_in")
     cfg = parse_config(cfg_or_yaml)
+    check_disk(user)
     preflight(cfg, token or None, user)
     run_dir = runs.create_run(cfg, owner=user.name)
     runs.enqueue(run_dir, owner=user.name, token=token or None)
@@ -115,6 +116,14 @@ def stop(run_id: str, user: User) -> dict:
     return status(run_id, user)
 
 
+def check_disk(user: User) -> None:
+    """Before anything that writes much (Start, an export): within the person's disk budget, after the oldest
+    caches and exports made room (studio/disk.py)."""
+    over = disk.over_budget(user.name)
+    if over:
+        raise Refused(over[0], **over[1])
+
+
 def delete(run_id: str, user: User) -> None:
     """Remove one of the person's runs, with its checkpoints and exports; a live run must be stopped first."""
     run_dir = open_run(run_id, user)
@@ -128,7 +137,7 @@ def delete(run_id: str, user: User) -> None:
 STATUS_KEYS = ("state", "phase", "progress", "phases", "step", "max_steps", "elapsed_s", "train_loss",
                "train_runtime", "error", "error_code", "error_params", "data_error", "hint", "resumable",
                "stop_reason", "stopped_in", "started_at", "ended_at", "updated_at", "traceback", "failed_rank",
-               "world_size", "best_step", "best_eval_loss", "waiting_for")
+               "world_size", "best_step", "best_eval_loss", "waiting_for", "needs_gb")
 
 
 def status(run_id: str, user: User) -> dict:
@@ -147,7 +156,7 @@ def status(run_id: str, user: User) -> dict:
 
 def queue_position(run_id: str) -> dict:
     """How many runs are ahead (the live one included) and a rough wait, never whose they are."""
-    entries = [e for e in runs.queued() if not e.get("waiting_for") or e["run"] == run_id]
+    entries = [e for e in runs.queued() if e.get("waiting_for") != "token" or e["run"] == run_id]
     index = next((i for i, e in enumerate(entries) if e["run"] == run_id), len(entries))
     holder = runs.machine_holder()
     ahead = index + (1 if holder else 0)

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.config import BUNDLED_MODEL, LoraConfig, resolve_path
+from studio import access
+from studio.config import BUNDLED_MODEL, LoraConfig
 
 # (label, model id). The first Hub entry is the chapter's model.
 PRESETS = [
@@ -44,18 +45,34 @@ class DeviceInfo:
 
 
 def device_info() -> DeviceInfo:
-    import torch
-    if torch.cuda.is_available():
-        free, total = torch.cuda.mem_get_info()
-        return DeviceInfo("cuda", torch.cuda.get_device_name(0), total / 2**30, free / 2**30,
-                          torch.cuda.is_bf16_supported())
+    """What this machine trains on. A GPU is asked through nvidia-smi: the web process never makes a CUDA context
+    of its own (a training run may be using the card)."""
+    import shutil
+    import subprocess
+    if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES", None) not in ("", "-1"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free,compute_cap",
+                                  "--format=csv,noheader,nounits", "-i", "0"], capture_output=True, text=True,
+                                 timeout=20).stdout.strip().splitlines()
+            if out:
+                name, total, free, cap = (x.strip() for x in out[0].split(","))
+                return DeviceInfo("cuda", name, float(total) / 1024, float(free) / 1024, float(cap) >= 8.0)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            pass
     import psutil
     vm = psutil.virtual_memory()
     return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", vm.total / 2**30, vm.available / 2**30, True)
 
 
 def is_local(name: str) -> bool:
-    return resolve_path(name).is_dir()
+    """A folder on this machine that a person may use here (studio/access.py)."""
+    return access.model_folder(name) is not None
+
+
+def source(name: str) -> str:
+    """What from_pretrained takes for `name`: the allowed local folder, else the name as a Hub id."""
+    folder = access.model_folder(name)
+    return str(folder) if folder is not None else (name or "").strip()
 
 
 def load_model_config(name: str, token: str | None = None) -> dict:
@@ -63,12 +80,16 @@ def load_model_config(name: str, token: str | None = None) -> dict:
     name = (name or "").strip()
     if not name:
         raise ModelError("err_model")
-    if is_local(name):
-        path = resolve_path(name) / "config.json"
+    folder = access.model_folder(name)
+    if folder is not None:
+        path = folder / "config.json"
         if not path.is_file():
             raise ModelError(f"{name}: no config.json in this folder")
         return json.loads(path.read_text())
     if name.startswith((".", "/", "~")) or name.count("/") != 1:
+        if access.shared():  # the same words whether such a folder exists or not
+            raise ModelError(f"'{name}' is not a preset, a Hub id (owner/name) or a model folder this server "
+                             "offers")
         raise ModelError(f"'{name}' is neither a local model folder nor a Hub id (owner/name)")
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
     try:

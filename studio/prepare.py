@@ -188,8 +188,12 @@ def load_cached(key: str):
     if not (path / "done.json").is_file():
         return None
     from datasets import load_from_disk
+
+    from studio import disk
     try:
-        return load_from_disk(str(path / "data")), json.loads((path / "done.json").read_text())
+        found = load_from_disk(str(path / "data")), json.loads((path / "done.json").read_text())
+        disk.touch(path)  # used now: the disk budget evicts it last
+        return found
     except Exception:  # a damaged cache entry is rebuilt, never trusted
         shutil.rmtree(path, ignore_errors=True)
         return None

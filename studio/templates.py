@@ -114,10 +114,8 @@ class TokenizerCache:
         import unsloth  # noqa: F401  (before transformers)
         from transformers import AutoTokenizer
         from studio import models
-        from studio.config import resolve_path
-        models.load_model_config(model_name, token)  # fails fast and clearly when offline (ModelError)
-        path = resolve_path(model_name)
-        tok = AutoTokenizer.from_pretrained(str(path) if path.is_dir() else model_name, token=token or None)
+        models.load_model_config(model_name, token)  # the naming rule; fails fast and clearly when offline
+        tok = AutoTokenizer.from_pretrained(models.source(model_name), token=token or None)
         return apply_template(tok, template)
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from studio import checks, data as data_mod, distributed as dist, prepare, templates
 from studio.limits import caps
 from studio.runs import folder
-from studio.config import RunConfig, resolve_path
+from studio.config import RunConfig
 
 GIB = 1024 ** 3
 HEARTBEAT_S = 1.0
@@ -365,9 +365,10 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
 
 def model_source(cfg: RunConfig, files: RunFiles) -> str:
     """A local folder as is; a Hub id downloaded first with progress (bytes of the total), then loaded."""
-    path = resolve_path(cfg.model.name)
-    if path.is_dir():
-        return str(path)
+    from studio import access
+    folder = access.model_folder(cfg.model.name)  # the rule the form had: a hand-edited config.yaml gets no more
+    if folder is not None:
+        return str(folder)
     from huggingface_hub import snapshot_download
     files.phase("model_download")
     try:

@@ -83,4 +83,6 @@ def test_check_model_counts_trainable_parameters(client):
 
 def test_chat_with_an_unloadable_base_model_says_why(client):
     with pytest.raises(Exception, match="could not load 'no/such-model'"):
+        client.predict(base_model="no/such-model", message="hi", api_name="/chat")
+    with pytest.raises(Exception, match="No such run: base:no/such-model"):  # a run id is a run id, nothing else
         client.predict(run_id="base:no/such-model", message="hi", api_name="/chat")

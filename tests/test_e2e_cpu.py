@@ -11,7 +11,7 @@ import pytest
 from conftest import start_run, wait_for
 
 from studio import runs
-from studio.chat import ChatEngine
+from studio.chat import RunTarget, answer, base_target, load_model
 from studio.config import RunConfig
 
 pytestmark = pytest.mark.slow
@@ -56,16 +56,13 @@ def test_default_run_learns_and_saves_an_adapter(default_run):
 
 def test_chat_reloads_the_adapter_and_answers_in_chat_format(default_run):
     run_dir, _, _ = default_run
-    engine = ChatEngine()
-    engine.load(run_dir.name, runs.runs_root())
     messages = [{"role": "user", "content": "What is 7 + 5?"}]
-    pieces = list(engine.stream(messages, max_new_tokens=40))
+    pieces = list(answer(load_model(RunTarget(run_dir)), messages, max_new_tokens=40))
     assert len(pieces) > 1  # streamed, not one block
     reply = pieces[-1]
     assert "12" in reply, reply
     # The base model never saw the chat format: it does not answer the same way.
-    engine.load("base:assets/tiny-qwen3", runs.runs_root())
-    base_reply = list(engine.stream(messages, max_new_tokens=40))[-1]
+    base_reply = list(answer(load_model(base_target("assets/tiny-qwen3")), messages, max_new_tokens=40))[-1]
     assert base_reply != reply
 
 

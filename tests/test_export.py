@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import EN, KO, REPO, start_run, wait_for
+from conftest import launch_app, EN, KO, REPO, start_run, wait_for
 from studio import export, gguf_export, runs
 from studio.config import RunConfig
 
@@ -475,20 +475,16 @@ def test_script_reproduces_the_workers_loss_curve(trained_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def export_client():
-    """The Export tab alone in a Blocks (the integrator adds it to the app), driven by gradio_client."""
-    import gradio as gr
+    """The app as `make run` starts it, driven by gradio_client (each export has a named endpoint)."""
     from gradio_client import Client
-    from studio.ui import export_tab
-    from studio.ui.i18n import i18n
-    with gr.Blocks() as demo:
-        export_tab.wire(export_tab.build(i18n()))
-    demo.queue().launch(prevent_thread_lock=True, quiet=True, i18n=i18n(), server_port=None)
+    app = launch_app()
     try:
-        yield Client(demo.local_url, verbose=False)
+        yield Client(app.local_url, verbose=False)
     finally:
-        demo.close()
+        app.close()
 
 
+@pytest.mark.slow
 def test_tab_refuses_a_run_outside_runs(export_client):
     for api in ("/export_adapter", "/export_merged", "/export_script"):
         with pytest.raises(Exception, match=r"No such run: ../etc"):
@@ -522,19 +518,26 @@ def test_tab_lists_runs_with_an_adapter_newest_first(trained_run, trained_run_li
     assert all((runs.runs_root() / i / "adapter" / "adapter_config.json").is_file() for i in ids)
 
 
+def fetched(client, answer: dict) -> dict[str, bytes]:
+    """Each file of an export's answer, downloaded through its link (served from the run folder)."""
+    import urllib.request
+    return {f["name"]: urllib.request.urlopen(client.src + f["url"]).read() for f in answer["files"]}
+
+
 @pytest.mark.slow
 def test_tab_endpoints_export_and_say_what_went_wrong(export_client, trained_run):
-    zipped = export_client.predict(trained_run.name, api_name="/export_adapter")
-    assert Path(zipped).name == f"{trained_run.name}-adapter.zip" and zipfile.is_zipfile(zipped)
-    files = export_client.predict(trained_run.name, "f16", api_name="/export_gguf")
-    assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
-        sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
-    files = export_client.predict(trained_run.name, "f16", "adapter", api_name="/export_gguf")
-    assert sorted(Path(f if isinstance(f, str) else f["path"]).name for f in files) == \
+    zipped = fetched(export_client, export_client.predict(trained_run.name, api_name="/export_adapter"))
+    assert list(zipped) == [f"{trained_run.name}-adapter.zip"]
+    assert zipped[f"{trained_run.name}-adapter.zip"] == (trained_run / "export" / f"{trained_run.name}-adapter.zip"
+                                                         ).read_bytes()
+    files = export_client.predict(trained_run.name, "f16", api_name="/export_gguf")["files"]
+    assert sorted(f["name"] for f in files) == sorted([f"{trained_run.name}-f16.gguf", "Modelfile"])
+    files = export_client.predict(trained_run.name, "f16", "adapter", api_name="/export_gguf")["files"]
+    assert sorted(f["name"] for f in files) == \
         sorted([f"{trained_run.name}-lora-f16.gguf", "tiny-qwen3-f16.gguf", "Modelfile"])
-    code, script = export_client.predict(trained_run.name, api_name="/export_script")
-    assert code.startswith('"""LoRA fine-tuning')
-    assert Path(script).read_text().rstrip() == code.rstrip()  # gr.Code trims the last newline
+    script = export_client.predict(trained_run.name, api_name="/export_script")
+    assert script["code"].startswith('"""LoRA fine-tuning')
+    assert list(fetched(export_client, script).values())[0].decode().rstrip() == script["code"].rstrip()
     with pytest.raises(Exception, match="is not a Hub repo id"):
         export_client.predict(trained_run.name, "bad id", TOKEN, True, "adapter", api_name="/push_to_hub")
     with pytest.raises(Exception, match="could not upload to alice/x") as info:  # offline in tests

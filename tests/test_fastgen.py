@@ -189,50 +189,53 @@ def test_unsupported_models_and_missing_graphs_say_why():
             FastDecoder(qwen, max_cache_len=64, require_cuda_graph=True)
 
 
-def test_chat_engine_streams_the_plain_paths_text_and_reports_speed(runs_dir):
-    from studio.chat import ChatEngine, EXAMPLES
-    engine = ChatEngine()
-    loaded = engine.load("base:assets/tiny-qwen3")
+def test_chat_streams_the_plain_paths_text_and_reports_speed(runs_dir):
+    from studio.chat import EXAMPLES, answer, base_target, load_model
+    loaded = load_model(base_target("assets/tiny-qwen3"))
     assert loaded.decoder is not None, loaded.fast_reason
     for text in (EXAMPLES[0], PROMPTS[2]):
         messages = [{"role": "user", "content": text}]
-        fast = list(engine.stream(messages, max_new_tokens=40))
-        fast_stats = engine.last_stats
+        fast_stats, plain_stats = {}, {}
+        fast = list(answer(loaded, messages, max_new_tokens=40, stats=fast_stats))
         decoder, loaded.decoder = loaded.decoder, None
-        plain = list(engine.stream(messages, max_new_tokens=40))
+        plain = list(answer(loaded, messages, max_new_tokens=40, stats=plain_stats))
         loaded.decoder = decoder
         assert fast[-1] == plain[-1]
-        assert fast_stats["path"] == "eager" and engine.last_stats["path"] == "generate"
-        assert fast_stats["tokens"] == engine.last_stats["tokens"] > 0
+        assert fast_stats["path"] == "eager" and plain_stats["path"] == "generate"
+        assert fast_stats["tokens"] == plain_stats["tokens"] > 0
         assert fast_stats["tokens_per_s"] > 0 and 0 < fast_stats["ttft_s"] <= fast_stats["seconds"]
     # a conversation longer than the cache takes the plain path, which has no such limit
     loaded.decoder.max_cache_len, cap = 16, loaded.decoder.max_cache_len
-    list(engine.stream([{"role": "user", "content": PROMPTS[2]}], max_new_tokens=8))
-    assert engine.last_stats["path"] == "generate"
+    stats = {}
+    list(answer(loaded, [{"role": "user", "content": PROMPTS[2]}], max_new_tokens=8, stats=stats))
+    assert stats["path"] == "generate"
     loaded.decoder.max_cache_len = cap
 
 
-def test_chat_engine_falls_back_when_the_fast_path_fails(runs_dir):
-    from studio.chat import ChatEngine
-    engine = ChatEngine()
-    loaded = engine.load("base:assets/tiny-qwen3")
+def test_chat_falls_back_when_the_fast_path_fails(runs_dir):
+    from studio.chat import answer, base_target, load_model
+    loaded = load_model(base_target("assets/tiny-qwen3"))
 
     def broken(*args, **kwargs):
         yield 1
         raise RuntimeError("simulated device failure")
 
     loaded.decoder.stream = broken
-    replies = list(engine.stream([{"role": "user", "content": "What is 7 + 5?"}], max_new_tokens=16))
-    assert replies and engine.last_stats["path"] == "generate"
+    stats = {}
+    replies = list(answer(loaded, [{"role": "user", "content": "What is 7 + 5?"}], max_new_tokens=16, stats=stats))
+    assert replies and stats["path"] == "generate"
     assert loaded.decoder is None and "simulated device failure" in loaded.fast_reason
 
 
 def test_the_chat_tab_shows_tokens_per_second_of_each_answer(runs_dir):
+    from studio.auth import LOCAL
+    from studio.chat import SERVICE
     from studio.ui import chat_tab
-    steps = list(chat_tab.respond("What is 7 + 5?", [], "base:assets/tiny-qwen3", 16, 0.0, "qwen-3"))
+    steps = list(chat_tab.respond("What is 7 + 5?", [], chat_tab.BASE, 16, 0.0, "qwen-3",
+                                  base_name="assets/tiny-qwen3"))
     assert steps[-1][0][-1]["role"] == "assistant" and steps[0][2] == ""
     line = steps[-1][2]
-    tokens = chat_tab.ENGINE.last_stats["tokens"]
+    tokens = SERVICE.last_stats(chat_tab.session_of(LOCAL, None))["tokens"]
     assert line.startswith(f"{tokens} tokens · ") and " tokens/s · first token " in line, line
 
 

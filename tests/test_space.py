@@ -108,3 +108,101 @@ def test_the_api_refuses_another_persons_run_with_their_own_session(monkeypatch)
         assert alices.name in [r["id"] for r in root.predict(api_name="/list_runs")]
     finally:
         demo.close()
+
+
+def test_sign_in_edges(monkeypatch):
+    """Non-ASCII names and passwords are refused, not a 500; an unknown name costs the same hash as a known one;
+    600k iterations for new hashes, while older hashes (they name their own count) still verify."""
+    monkeypatch.delenv("STUDIO_USERS", raising=False)
+    monkeypatch.setenv("STUDIO_USER", "reader")
+    monkeypatch.setenv("STUDIO_PASSWORD", "s3cret")
+    assert not auth.check_login("읽는이", "비밀") and not auth.check_login("reader", "s3crét")
+    monkeypatch.setenv("STUDIO_USER", "읽는이")
+    monkeypatch.setenv("STUDIO_PASSWORD", "비밀번호")
+    assert auth.check_login("읽는이", "비밀번호") and not auth.check_login("읽는이", "x")
+    monkeypatch.delenv("STUDIO_USER")
+    monkeypatch.delenv("STUDIO_PASSWORD")
+    old = auth.hash_password("alice-pw", iterations=200_000)
+    monkeypatch.setenv("STUDIO_USERS", json.dumps({"alice": {"password": old}}))
+    assert auth.check_login("alice", "alice-pw")
+    assert auth.hash_password("x").split("$")[1] == "600000"
+    import hashlib
+    calls = []
+    real = hashlib.pbkdf2_hmac
+    monkeypatch.setattr(hashlib, "pbkdf2_hmac", lambda *a: calls.append(a[3]) or real(*a))
+    auth._dummy_hash()  # made once, before the timing matters
+    calls.clear()
+    auth.check_login("alice", "wrong")
+    auth.check_login("mallory", "wrong")
+    auth.check_login("명희", "wrong")
+    assert len(calls) == 3 and calls[1] == calls[2] == auth.ITERATIONS  # one full hash for every name
+
+
+def test_a_hugging_face_session_names_the_person_and_nothing_else_does(monkeypatch):
+    class Request:
+        def __init__(self, session):
+            self.session = session
+
+    future, past = time.time() + 3600, time.time() - 1
+    assert auth.oauth_user(Request({"oauth_info": {"userinfo": {"preferred_username": "alice"},
+                                                   "expires_at": future}})) == "alice"
+    assert auth.oauth_user(Request({"oauth_info": {"userinfo": {"preferred_username": "alice"},
+                                                   "expires_at": past}})) is None  # expired
+    assert auth.oauth_user(Request({})) is None
+
+    class NoMiddleware:
+        @property
+        def session(self):
+            raise AssertionError("SessionMiddleware must be installed to access request.session")
+    assert auth.oauth_user(NoMiddleware()) is None
+
+
+@pytest.mark.slow
+def test_a_space_with_oauth_names_people_by_their_hugging_face_session_and_refuses_everyone_else(monkeypatch):
+    """The OAuth path end to end, with a session cookie made as Gradio's "Sign in with Hugging Face" leaves it
+    (Starlette's signed session, keyed by the Space's OAuth secret): no network, the real middleware and routes."""
+    import base64
+    import hashlib
+    import urllib.error
+    import urllib.request
+
+    import itsdangerous
+    from gradio_client import Client
+    for var in ("STUDIO_USERS", "STUDIO_USERS_FILE", "STUDIO_USER", "STUDIO_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SPACE_ID", "someone/lora-studio")
+    monkeypatch.setenv("SYSTEM", "spaces")  # what a Space sets: Gradio then mounts the real OAuth routes
+    monkeypatch.setenv("OAUTH_CLIENT_ID", "client-id")
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "client-secret")
+    # what a Space with `hf_oauth: true` puts in the environment; gradio reads these at its import
+    for name, value in (("OAUTH_CLIENT_ID", "client-id"), ("OAUTH_CLIENT_SECRET", "client-secret"),
+                        ("OAUTH_SCOPES", "openid profile"), ("OPENID_PROVIDER_URL", "https://huggingface.co")):
+        monkeypatch.setattr(f"gradio.oauth.{name}", value)
+    alices = runs.create_run(RunConfig(run_name="alices-oauth-run"), owner="alice")
+    bobs = runs.create_run(RunConfig(run_name="bobs-oauth-run"), owner="bob")
+
+    def session_cookie(name: str) -> str:
+        secret = hashlib.sha256(b"client-secret-v4").hexdigest()
+        session = {"oauth_info": {"userinfo": {"preferred_username": name}, "expires_at": time.time() + 3600}}
+        data = base64.b64encode(json.dumps(session).encode())
+        return "session=" + itsdangerous.TimestampSigner(secret).sign(data).decode()
+
+    demo = launch_app()
+    try:
+        page = urllib.request.Request(demo.local_url, headers={"Accept": "text/html"})
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args):
+                return None
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.build_opener(NoRedirect).open(page)
+        assert info.value.code in (302, 307) and "/login/huggingface" in info.value.headers["location"]
+        with pytest.raises(Exception):
+            Client(demo.local_url, verbose=False).predict(api_name="/list_runs")  # anonymous: refused
+        alice = Client(demo.local_url, headers={"Cookie": session_cookie("alice")}, verbose=False)
+        assert [r["id"] for r in alice.predict(api_name="/list_runs")] == [alices.name]
+        with pytest.raises(Exception, match="No such run"):
+            alice.predict(run_id=bobs.name, api_name="/training_status")
+        assert "alices-oauth-run" in alice.predict(run_id=alices.name, api_name="/training_status")["run_id"]
+    finally:
+        demo.close()

@@ -154,7 +154,7 @@ def machine_holder() -> str | None:
         os.close(fd)
         return None
     try:
-        return gpu_lock_path().read_text().strip() or "?"
+        return (gpu_lock_path().read_text().splitlines() or ["?"])[0].strip() or "?"
     except OSError:
         return "?"
 
@@ -165,8 +165,9 @@ class Busy(RuntimeError):
         super().__init__(f"another training run holds the machine: {holder}")
 
 
-def take_locks(run_dir: Path) -> tuple[int, int]:
-    """The machine's lock and the run's lock, both or neither (fds the worker keeps for its life)."""
+def take_locks(run_dir: Path, planned_gb: float = 0.0) -> tuple[int, int]:
+    """The machine's lock and the run's lock, both or neither (fds the worker keeps for its life). The machine's
+    lock file names the run and the GiB of GPU memory it plans to use (studio/gpu.py reads it)."""
     gpu = try_flock(gpu_lock_path())
     if gpu is None:
         raise Busy(machine_holder() or "?")
@@ -180,7 +181,7 @@ def take_locks(run_dir: Path) -> tuple[int, int]:
         os.close(gpu)
         raise Busy(Path(run_dir).name)
     os.ftruncate(gpu, 0)
-    os.pwrite(gpu, Path(run_dir).name.encode(), 0)
+    os.pwrite(gpu, f"{Path(run_dir).name}\n{planned_gb:.3f}\n".encode(), 0)
     return gpu, run
 
 
@@ -205,8 +206,9 @@ def view(run_dir: Path, queued: dict | None = None) -> dict:
         entry = queued.get(run_dir.name)
     if entry is not None:
         out = {**status, "state": "queued", "queued_at": entry.get("queued_at"), "resume": entry.get("resume")}
-        if entry.get("waiting_for"):
-            out["waiting_for"] = entry["waiting_for"]
+        for key in ("waiting_for", "needs_gb"):
+            if entry.get(key) is not None:
+                out[key] = entry[key]
         return out
     if state in ACTIVE_STATES or (not status and (run_dir / "worker.log").exists()):
         if (run_dir / "STOP").exists():  # stopped before its worker wrote a word (the standby still importing)

@@ -22,8 +22,9 @@ import threading
 import time
 from pathlib import Path
 
+from studio import gpu
 from studio.config import REPO_ROOT, RunConfig
-from studio.runs.folder import (ACTIVE_STATES, machine_holder, read_json, runs_root, take_locks, worker_alive,
+from studio.runs.folder import (ACTIVE_STATES, Busy, machine_holder, read_json, runs_root, take_locks, worker_alive,
                                 write_json_atomic)
 
 
@@ -45,7 +46,11 @@ def launch(run_dir: Path, resume: bool = False, env: dict | None = None) -> int 
     """Take the locks and start the worker on this run; returns its pid at once, or None when the launch
     failed (the reason is in the run's status.json). Raises Busy when the machine is taken."""
     run_dir = Path(run_dir)
-    fds = list(take_locks(run_dir))
+    planned = planned_gb(run_dir)
+    locks = gpu.reserve_training(planned, lambda: take_locks(run_dir, planned))
+    if locks is None:  # a chat or an export holds too much of the card: the run waits
+        raise WaitForGpu(run_dir.name, planned)
+    fds = list(locks)
     try:
         (run_dir / "STOP").unlink(missing_ok=True)
         (run_dir / "exit.json").unlink(missing_ok=True)
@@ -64,6 +69,28 @@ def launch(run_dir: Path, resume: bool = False, env: dict | None = None) -> int 
     finally:
         for fd in fds:
             os.close(fd)
+
+
+class WaitForGpu(Busy):
+    """The machine is free but the GPU's memory is not: the run stays queued."""
+
+    def __init__(self, run_id: str, planned_gb: float):
+        self.planned_gb = planned_gb
+        super().__init__(run_id)
+
+
+_planned: dict[str, float] = {}
+
+
+def planned_gb(run_dir: Path) -> float:
+    """The run's GPU memory by the fit model (0 without a GPU), worked out once per run."""
+    name = Path(run_dir).name
+    if name not in _planned:
+        try:
+            _planned[name] = gpu.planned_training_gb(RunConfig.load(Path(run_dir) / "config.yaml"))
+        except (OSError, ValueError):
+            _planned[name] = 0.0  # a config that no longer reads: the launch says so
+    return _planned[name]
 
 
 def start_fresh(run_dir: Path, command: list[str], env: dict, gpu: int, run: int, log: int, after=None) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from studio.runs.folder import Busy, machine_holder, read_json, runs_root, worker_alive, write_json_atomic
 
 secrets: dict[str, dict] = {}  # run id -> env for its worker (HF_TOKEN): memory only, never on disk
+waiting_for_gpu: dict[str, float] = {}  # run id -> GiB it needs, while chat or an export holds the card
 
 
 def queue_dir() -> Path:
@@ -35,6 +36,8 @@ def queued() -> list[dict]:
         if entry.get("run"):
             if entry.get("needs_token") and entry["run"] not in secrets:
                 entry["waiting_for"] = "token"
+            elif entry["run"] in waiting_for_gpu:
+                entry["waiting_for"], entry["needs_gb"] = "gpu_memory", waiting_for_gpu[entry["run"]]
             entries.append({**entry, "file": path.name})
     return entries
 
@@ -117,15 +120,19 @@ def dispatch() -> str | None:
                 continue                                                 # by an app that then died
             entries.append(entry)
         for entry in entries:
-            if entry.get("waiting_for"):
+            if entry.get("waiting_for") == "token":
                 continue  # its token is not in this process: the runs behind it go first
             if machine_holder() is not None:
                 return None
             try:
                 launcher.launch(runs_root() / entry["run"], resume=bool(entry.get("resume")),
                                 env=secrets.get(entry["run"]))
+            except launcher.WaitForGpu as exc:
+                waiting_for_gpu[entry["run"]] = exc.planned_gb
+                return None
             except Busy:
                 return None
+            waiting_for_gpu.pop(entry["run"], None)
             (queue_dir() / entry["file"]).unlink(missing_ok=True)
             secrets.pop(entry["run"], None)
             return entry["run"]

@@ -7,7 +7,8 @@ import gradio as gr
 
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import api, chat_tab, data_checks, dataset_tab, export_tab, model_tab, runs_tab, template_tab, train_tab
+from studio.ui import (api, chat_tab, data_checks, dataset_tab, downloads, export_tab, model_tab, runs_tab, template_tab,
+                       train_tab)
 from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
 
@@ -27,7 +28,8 @@ def build_app() -> gr.Blocks:
     runs.STANDBY.start()    # a worker with its imports done, waiting for the next Start
     I = i18n()
     cfg = RunConfig()
-    with gr.Blocks(title="LoRA Studio") as demo:
+    # Gradio's own cache holds uploads (ours are copied into the person's uploads folder): an hour, then gone
+    with gr.Blocks(title="LoRA Studio", delete_cache=(3600, 3600)) as demo:
         with gr.Row(elem_classes="studio-top"):
             gr.HTML('<div class="studio-header"><img src="/gradio_api/file=assets/logo.svg" alt="">'
                     '<div><h1>LoRA Studio</h1></div></div>')
@@ -96,6 +98,7 @@ def build_app() -> gr.Blocks:
             form_module.preview_handler(keys), form, [train.yaml_view, train.command, train.dist_preview],
             api_visibility="private")  # in the page's language, from the start (the form may not change)
         demo.load(who, None, identity, api_visibility="private")
+        demo.unload(chat_tab.forget_session)  # a closed tab's chat models let go
         demo.load(**refresh_chat)
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
                   api_visibility="private")
@@ -117,11 +120,21 @@ def serve(demo: gr.Blocks, **overrides):
 
 
 def launch_kwargs() -> dict:
-    """Options for demo.launch(): theme, css, i18n and limits go here in Gradio 6."""
+    """Options for demo.launch(): theme, css, i18n, sign-in and limits go here in Gradio 6.
+
+    Sign-in: a users table or STUDIO_USER/STUDIO_PASSWORD (Gradio's login page), else on a Space with OAuth,
+    "Sign in with Hugging Face" through Gradio's public auth_dependency (studio/auth.py oauth_user): either
+    way Gradio names the person on every request, and refuses every endpoint to anyone else."""
+    password = auth.gradio_auth()
+    oauth = password is None and auth.oauth_enabled()
+    app = {"routes": downloads.routes()}  # exports, served from the run folder (studio/ui/downloads.py)
+    if oauth:
+        app["exception_handlers"] = {401: downloads.sign_in_first}
     return dict(
         i18n=i18n(), css_paths=[CSS_PATH], theme=gr.themes.Soft(primary_hue="indigo"),
         allowed_paths=[str(REPO_ROOT / "assets")], max_file_size="200mb",
-        auth=auth.gradio_auth(),
+        auth=password, auth_dependency=auth.oauth_user if oauth else None, app_kwargs=app,
+        ssr_mode=False,  # one server, Python's: no Node front end in between
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
     )

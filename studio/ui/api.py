@@ -11,7 +11,7 @@ import gradio as gr
 
 from studio import auth, jobs
 from studio.config import RECIPES, RunConfig
-from studio.ui.i18n import refusal
+from studio.ui.i18n import refusal, t
 
 
 def _user(request: gr.Request):
@@ -63,21 +63,68 @@ def list_runs(request: gr.Request = None) -> list:
     return jobs.visible_runs(_user(request))
 
 
-def chat(run_id: str, message: str, history: list = None, max_new_tokens: int = 128, temperature: float = 0.0,
+def chat(run_id: str = "", message: str = "", history: list = None, max_new_tokens: int = 128,
+         temperature: float = 0.0, base_model: str = "", template: str = "qwen-3", fast16: bool = False,
          request: gr.Request = None) -> str:
-    """One reply from a run's adapter (or "base:<model>"); history is a list of {role, content} messages."""
-    from studio.chat import normalize_history
+    """One reply from one of your runs (run_id) or from a base model (base_model: a preset, a Hub id, or a model
+    folder the server offers); history is a list of {role, content} messages. The model stays loaded for your
+    session (this client), as the Chat tab's Load does."""
+    from studio.chat import SERVICE, normalize_history
     from studio.ui import chat_tab
     user = _user(request)
-    chat_tab.load_choice(run_id, user, "qwen-3", request=request)
+    if bool(run_id) == bool(base_model):
+        raise gr.Error(t("err_chat_target", request))
+    target = chat_tab.target_for(run_id or chat_tab.BASE, user, base_model, template, fast16=fast16,
+                                 request=request)
     messages = normalize_history(list(history or [])) + [{"role": "user", "content": message}]
     reply = ""
-    for reply in chat_tab.ENGINE.stream(messages, max_new_tokens, temperature):
-        pass
+    try:
+        for reply in SERVICE.stream(chat_tab.session_of(user, request), "a", target, messages, max_new_tokens,
+                                    temperature):
+            pass
+    except Exception as exc:
+        raise chat_tab.load_failed(exc, target, request) from None
     return reply
+
+
+def delete_run(run_id: str, request: gr.Request = None) -> list:
+    """Delete one of your runs (stopped, failed or finished) with its checkpoints and exports; returns your runs."""
+    user = _user(request)
+    try:
+        jobs.delete(run_id, user)
+    except jobs.Refused as exc:
+        raise refusal(exc, request) from None
+    return jobs.visible_runs(user)
+
+
+def export_adapter(run_id: str, request: gr.Request = None) -> dict:
+    """Your run's adapter and config.yaml as one zip: {files: [{name, bytes, url}]}, links into the run's folder."""
+    from studio.ui import export_tab
+    return export_tab.export_adapter(run_id, request=request)
+
+
+def export_merged(run_id: str, request: gr.Request = None) -> dict:
+    """Your run merged into one 16-bit model: {files: [{name, bytes, url}]}."""
+    from studio.ui import export_tab
+    return export_tab.export_merged(run_id, request=request)
+
+
+def export_gguf(run_id: str, quant: str = "q8_0", what: str = "merged", max_new_tokens: int = 128,
+                temperature: float = 0.0, seed: int = 0, request: gr.Request = None) -> dict:
+    """GGUF (f16, q8_0) of the merged model, or of the adapter alone with its base; an Ollama Modelfile."""
+    from studio.ui import export_tab
+    return export_tab.export_gguf(run_id, quant, what, max_new_tokens, temperature, seed, request=request)
+
+
+def export_script(run_id: str, request: gr.Request = None) -> dict:
+    """The run as one Python script: {code: its text, files: [{name, bytes, url}]}."""
+    from studio.ui import export_tab
+    code, answer = export_tab.export_script(run_id, request=request)
+    return {"code": code, **answer}
 
 
 def register() -> None:
     """Inside the Blocks: one named endpoint per function above."""
-    for fn in (default_config, start_training, training_status, stop_training, resume_training, list_runs, chat):
+    for fn in (default_config, start_training, training_status, stop_training, resume_training, list_runs, chat,
+               delete_run, export_adapter, export_merged, export_gguf, export_script):
         gr.api(fn, api_name=fn.__name__)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio import auth, data
+from studio import data
 from studio.config import BUNDLED_DATA, REPO_ROOT, RunConfig
 from studio.ui.i18n import say_data, t
+from studio.ui.people import signed_in
 
 PAGE_SIZE = 5
 
@@ -71,9 +72,9 @@ def store_upload(tmp_path: str | None, request: gr.Request = None) -> str | None
     """Keep an upload under this person's uploads (content-addressed) so config.yaml can name it for good."""
     if not tmp_path:
         return None
-    user = auth.user_from_request(request)
+    user = signed_in(request)
     try:
-        dest = data.store_upload(tmp_path, user.name if user else None)
+        dest = data.store_upload(tmp_path, user.name)
     except data.DataError as exc:  # a wrong type or too large: refused in the person's language, nothing changes
         raise gr.Error(say_data(exc, request)) from None
     return str(dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest)
@@ -89,8 +90,8 @@ def preview_upload(stored: str | None, split: str, max_rows, token: str = "", re
 
 def get_dataset(source: str, path: str, split: str, max_rows: int, token: str | None = None,
                 request: gr.Request = None) -> data.Dataset:
-    user = auth.user_from_request(request)
-    return data.DATASETS.get(source, path, split, int(max_rows or 0), token, data.allowed_roots(user.name if user else None))
+    user = signed_in(request)  # an anonymous caller reads nothing (not even the bundled sample)
+    return data.DATASETS.get(source, path, split, int(max_rows or 0), token, data.allowed_roots(user.name))
 
 
 def preview(source: str, path: str, split: str, max_rows, page, token: str = "", request: gr.Request = None):

@@ -306,6 +306,23 @@ STRINGS: dict[str, tuple[str, str]] = {
                            "saved): enter it on the Model tab and press Resume",
                            "Hugging Face 토큰을 다시 기다립니다 (앱이 다시 시작되었고 토큰은 저장하지 않습니다): "
                            "모델 탭에 입력하고 '이어서 훈련'을 누르세요"),
+    "queued_gpu_memory": ("the machine is free, but chat or an export holds GPU memory this run needs ({gb} GiB): "
+                          "it starts when they let go (unload the chat model to start it now)",
+                          "컴퓨터는 비었지만 대화나 내보내기가 이 실행에 필요한 GPU 메모리({gb} GiB)를 쓰고 있습니다: "
+                          "그것이 끝나면 시작합니다 (지금 시작하려면 대화 모델을 내리세요)"),
+    "err_disk_quota": ("Your runs and uploads take {used} GiB of your {cap} GiB: delete runs you no longer need "
+                       "(Runs tab) to free at least {free_up} GiB.",
+                       "내 실행과 업로드가 {cap} GiB 중 {used} GiB를 씁니다: 필요 없는 실행을 지워(실행 기록 탭) 적어도 "
+                       "{free_up} GiB를 비우세요."),
+    "err_disk_full": ("This server's disk for runs is full ({used} of {cap} GiB): ask its admin, or delete runs you "
+                      "no longer need.", "이 서버의 실행용 디스크가 가득 찼습니다 ({cap} GiB 중 {used} GiB): 관리자에게 "
+                      "알리거나 필요 없는 실행을 지우세요."),
+    "delete_runs": ("Delete", "삭제"),
+    "delete_confirm": ("Yes, delete", "네, 삭제합니다"),
+    "delete_cancel": ("Keep them", "그대로 두기"),
+    "delete_none": ("Select the runs to delete first (the list above the plot).", "먼저 삭제할 실행을 고르세요 (그래프 위 목록)."),
+    "delete_ask": ("Delete {runs} with their checkpoints, adapters and exports? This cannot be undone.",
+                   "{runs}을(를) 체크포인트, 어댑터, 내보낸 파일과 함께 삭제할까요? 되돌릴 수 없습니다."),
     "err_delete_live": ("This run is live: stop it before deleting it.", "실행 중입니다: 삭제하려면 먼저 중지하세요."),
     "signed_in_as": ("Signed in as **{user}**{admin}", "**{user}**(으)로 로그인{admin}"),
     "admin_badge": (" (admin: sees every run)", " (관리자: 모든 실행을 봅니다)"),
@@ -321,6 +338,27 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col_loss": ("train loss", "훈련 손실"),
     "col_time": ("time s", "시간(초)"),
     "tokens_per_s": ("{n} tokens · {rate} tokens/s · first token {ttft} s", "{n}개 토큰 · 초당 {rate} 토큰 · 첫 토큰 {ttft}초"),
+    "err_chat_target": ("Name one of run_id (one of your runs) or base_model.", "run_id(내 실행)와 base_model 중 "
+                        "하나만 주세요."),
+    "chat_fast16": ("16-bit chat for this 4-bit model", "이 4비트 모델을 16비트로 대화"),
+    "chat_fast16_info": ("Merges the adapter into the 16-bit base: several times faster, more GPU memory.",
+                         "어댑터를 16비트 베이스에 합칩니다: 몇 배 빠르지만 GPU 메모리를 더 씁니다."),
+    "chat_fast16_cost": ("4-bit as trained: about {four} GiB; 16-bit merge: about {sixteen} GiB, several times faster.",
+                         "훈련한 대로 4비트: 약 {four} GiB, 16비트 병합: 약 {sixteen} GiB이며 몇 배 빠릅니다."),
+    "chat_on_cpu": ("On the CPU now", "지금 CPU에서"),
+    "chat_on_cpu_info": ("While the GPU trains: slower, but no wait and nothing taken from the run.",
+                         "GPU가 훈련 중일 때: 느리지만 기다리지 않고 실행에서 아무것도 뺏지 않습니다."),
+    "chat_load": ("Load", "불러오기"),
+    "chat_unload": ("Unload", "내리기"),
+    "chat_loaded": ("Loaded: **{name}** · {bits}-bit · {where}", "불러옴: **{name}** · {bits}비트 · {where}"),
+    "chat_on_gpu": ("on the GPU, about {gb} GiB", "GPU에서 약 {gb} GiB"),
+    "chat_on_cpu_here": ("on the CPU", "CPU에서"),
+    "chat_nothing_loaded": ("Nothing loaded: Send loads the chosen model, or press Load.",
+                            "불러온 모델이 없습니다: 보내기를 누르면 고른 모델을 불러옵니다 (또는 '불러오기')."),
+    "chat_gpu_busy": ("The GPU is training ({run}): this model needs about {need} GiB and {free} GiB are free. Chat "
+                      "starts when the run ends, or tick 'On the CPU now'.",
+                      "GPU가 훈련 중입니다({run}): 이 모델은 약 {need} GiB가 필요한데 {free} GiB만 비어 있습니다. "
+                      "훈련이 끝나면 대화할 수 있고, 지금 하려면 '지금 CPU에서'를 고르세요."),
     "err_load_model": ("could not load '{name}': {detail}", "'{name}'을(를) 불러올 수 없습니다: {detail}"),
     "err_template": ("template '{template}' on {model}: {detail}", "{model}의 템플릿 '{template}': {detail}"),
     "model_arch": ("architecture: `{arch}`, context length {context}", "구조: `{arch}`, 문맥 길이 {context}"),

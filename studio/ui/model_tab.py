@@ -6,8 +6,15 @@ from dataclasses import dataclass
 import gradio as gr
 
 from studio import models
-from studio.config import BIASES, DTYPES, GRADIENT_CHECKPOINTING, LORA_TARGETS, RunConfig
+from studio.config import (
+    BIASES,
+    DTYPES,
+    GRADIENT_CHECKPOINTING,
+    LORA_TARGETS,
+    RunConfig,
+)
 from studio.ui.i18n import t
+from studio.ui.people import signed_in
 
 
 @dataclass
@@ -96,6 +103,7 @@ def summarize(name: str, lora, load_in_4bit: bool, token: str | None, request: g
 
 def check(name, r, alpha, dropout, targets, bias, load_in_4bit, token, request: gr.Request = None) -> str:
     from studio.config import LoraConfig
+    signed_in(request)
     try:
         lora = LoraConfig(r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout), target_modules=list(targets),
                           bias=bias)

@@ -44,6 +44,9 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
     head = f"**{run_id}** · `{t('state_' + state, request)}`"
     if state == "queued" and status.get("waiting_for") == "token":
         return f"{head} · {t('queued_needs_token', request)}"
+    if state == "queued" and status.get("waiting_for") == "gpu_memory":
+        needs = f"{status.get('needs_gb') or 0:.1f}"
+        return f"{head} · {t('queued_gpu_memory', request, gb=needs)}"
     if state == "queued":
         wait = t("queued_wait", request, wait=clock(status["wait_s"])) if status.get("wait_s") is not None else ""
         return f"{head} · {t('queued_line', request, ahead=status.get('ahead', 0), wait=wait)}"

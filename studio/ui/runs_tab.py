@@ -8,7 +8,7 @@ import gradio as gr
 import yaml
 
 from studio import auth, jobs, runs
-from studio.ui.i18n import t
+from studio.ui.i18n import refusal, t
 from studio.ui.plots import comparison_figure
 
 COLUMNS = [("col_run", "id"), ("col_model", "model"), ("col_data", "dataset"), ("col_state", "state"),
@@ -25,6 +25,11 @@ class RunsTab:
     diff: gr.Markdown
     config: gr.Code
     timer: gr.Timer
+    delete: gr.Button
+    confirm_row: gr.Row
+    confirm_text: gr.Markdown
+    confirm: gr.Button
+    cancel: gr.Button
 
 
 def build(I) -> RunsTab:
@@ -36,10 +41,16 @@ def build(I) -> RunsTab:
     with gr.Row():
         selected = gr.Dropdown([], multiselect=True, label=I("compare"), elem_id="runs-compare", scale=4)
         open_run = gr.Button(I("open_run"), scale=1, elem_id="open-run")
+        delete = gr.Button(I("delete_runs"), scale=1, variant="stop", elem_id="delete-runs")
+    with gr.Row(visible=False) as confirm_row:  # a second click, after reading what goes
+        confirm_text = gr.Markdown()
+        confirm = gr.Button(I("delete_confirm"), variant="stop", scale=0, elem_id="delete-confirm")
+        cancel = gr.Button(I("delete_cancel"), scale=0)
     plot = gr.Plot(elem_id="runs-plot")
     diff = gr.Markdown(elem_id="runs-diff")
     config = gr.Code(language="yaml", label="config.yaml", interactive=False)
-    return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False))
+    return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False), delete,
+                   confirm_row, confirm_text, confirm, cancel)
 
 
 def _short(value, n: int = 28) -> str:
@@ -103,9 +114,30 @@ def overlay(selected: list[str], request: gr.Request = None):
     return comparison_figure(series, say=lambda key: t(key, request)), diff, first_config
 
 
+def ask_delete(selected: list[str], request: gr.Request = None):
+    """The first click: say what would go, and wait for the second."""
+    if not selected:
+        raise gr.Error(t("delete_none", request))
+    return gr.Row(visible=True), t("delete_ask", request, runs=", ".join(f"`{r}`" for r in selected))
+
+
+def delete(selected: list[str], request: gr.Request = None):
+    """The second click: each selected run of this person's goes (a live one is refused: stop it first)."""
+    user = auth.user_from_request(request)
+    for run_id in selected or []:
+        try:
+            jobs.delete(run_id, user)
+        except jobs.Refused as exc:
+            raise refusal(exc, request) from None
+    return (gr.Row(visible=False), *table_and_choices(request))
+
+
 def wire(tab: RunsTab, page: gr.Tab) -> None:
     outputs = [tab.table, tab.selected, tab.timer]
     tab.refresh.click(table_and_choices, None, outputs, api_visibility="private")
     page.select(table_and_choices, None, outputs, api_visibility="private")
     tab.timer.tick(table_and_choices, None, outputs, api_visibility="private", show_progress="hidden")
     tab.selected.change(overlay, tab.selected, [tab.plot, tab.diff, tab.config], api_visibility="private")
+    tab.delete.click(ask_delete, tab.selected, [tab.confirm_row, tab.confirm_text], api_visibility="private")
+    tab.cancel.click(lambda: gr.Row(visible=False), None, tab.confirm_row, api_visibility="private")
+    tab.confirm.click(delete, tab.selected, [tab.confirm_row, *outputs], api_visibility="private")

@@ -10,6 +10,7 @@ from studio import data, models, templates
 from studio.config import RunConfig
 from studio.ui import dataset_tab
 from studio.ui.i18n import say_data, t
+from studio.ui.people import signed_in
 
 
 @dataclass
@@ -44,6 +45,7 @@ def build(I, cfg: RunConfig) -> TemplateTab:
 
 
 def tokenizer_for(model_name: str, template: str, token: str | None = None, request=None):
+    signed_in(request)
     try:
         return templates.TOKENIZERS.get(model_name, template, token)
     except models.ModelError as exc:

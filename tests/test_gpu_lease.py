@@ -1,0 +1,92 @@
+"""One owner of the GPU (studio/gpu.py): training, chat and exports take their share through one protocol; what
+does not fit beside a live run waits, said in words, and never takes the run down. On this CPU machine the card's
+size is declared (STUDIO_GPU_GB, as a deployment may to keep part of a card free); the leases, locks and queue
+are the real ones."""
+import os
+
+import pytest
+from conftest import KO, stop_everything
+
+from studio import gpu, runs
+from studio.config import RunConfig
+from studio.runs import folder
+
+
+@pytest.fixture()
+def card(monkeypatch, machine_free):
+    monkeypatch.setenv("STUDIO_GPU_GB", "4")  # 3 GiB usable beside the 1 GiB margin
+    yield
+    for path in gpu.leases_dir().glob("*.json"):
+        path.unlink(missing_ok=True)
+
+
+def test_leases_add_up_and_one_that_does_not_fit_is_refused_in_words(card):
+    first = gpu.take("chat", 1.5, "run-a")
+    second = gpu.take("export", 1.0, "run-b")
+    assert sorted(lease["kind"] for lease in gpu.live_leases()) == ["chat", "export"]
+    with pytest.raises(gpu.GpuBusy) as info:
+        gpu.take("chat", 1.0, "run-c")
+    assert info.value.need_gb == 1.0 and 0.4 < info.value.free_gb < 0.6
+    first.release()
+    gpu.take("chat", 1.0, "run-c").release()  # room again
+    second.release()
+    assert gpu.live_leases() == []
+
+
+def test_a_lease_dies_with_its_holder(card):
+    import subprocess
+    import sys
+    code = ("import sys, time; sys.path.insert(0, '.'); from studio import gpu; "
+            "gpu.take('chat', 2.5, 'elsewhere'); print('held', flush=True); time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.getcwd(), stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    assert proc.stdout.readline().strip() == "held"
+    with pytest.raises(gpu.GpuBusy):
+        gpu.take("chat", 1.0)
+    proc.kill()
+    proc.wait()
+    gpu.take("chat", 1.0).release()  # the OS released its lock: the lease is gone
+
+
+def test_beside_a_training_run_only_what_fits_its_plan(card):
+    run_dir = runs.create_run(RunConfig(run_name="holds-the-card"))
+    locks = folder.take_locks(run_dir, planned_gb=2.0)
+    try:
+        assert gpu.training_gb() == 2.0
+        gpu.take("chat", 0.5, "small").release()  # 2.0 + 0.5 fits in 3
+        with pytest.raises(gpu.GpuBusy) as info:
+            gpu.take("chat", 1.5, "too big")
+        assert info.value.training == run_dir.name
+        import gradio as gr
+        from studio.ui import chat_tab
+        from studio.chat import BaseTarget
+        said = chat_tab.load_failed(info.value, BaseTarget("assets/tiny-qwen3"), KO)
+        assert isinstance(said, gr.Error) and "GPU가 훈련 중입니다" in said.message and "지금 CPU에서" in said.message
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def test_a_queued_run_waits_for_memory_a_chat_holds_and_starts_when_it_lets_go(card):
+    chat = gpu.take("chat", 2.9, "someone's chat")
+    cfg = RunConfig(run_name="needs-the-card")
+    cfg.train.max_steps = 2
+    run_dir = runs.create_run(cfg)
+    runs.enqueue(run_dir)
+    assert runs.dispatch() is None  # the machine is free, its memory is not
+    status = runs.view(run_dir)
+    assert status["state"] == "queued" and status["waiting_for"] == "gpu_memory" and status["needs_gb"] > 0
+    from studio.ui import run_view
+    assert "대화 모델을 내리세요" in run_view.progress_line(status, [], run_dir.name, KO)
+    released = []
+
+    def let_go():  # an idle chat lets go when a run waits
+        chat.release()
+        released.append(True)
+    gpu.on_pressure(let_go)
+    try:
+        assert runs.dispatch() == run_dir.name
+        assert released and runs.view(run_dir)["state"] in ("starting", "running")
+    finally:
+        gpu._pressure.remove(let_go)
+        stop_everything()
