@@ -14,7 +14,13 @@ Cases (each in its own process on a GPU, so peak memory and Unsloth's class patc
   studio_lora  a run with a random LoRA adapter trained "in 4 bits", chatted with its 16-bit merge (the Chat
                tab's "16-bit chat" box): the 16-bit base, the adapter merged, FastDecoder
   studio4      FastDecoder straight on the 4-bit Unsloth model (graphs over bitsandbytes layers)
+  studio_modules  FastDecoder through the model's own modules (lean=False: the step before the lean one)
   unsloth16g   bare Unsloth 16-bit with UNSLOTH_DECODE_CUDA_GRAPHS=1 (Unsloth's own graphed decode; not default)
+  hf16c        transformers bf16, static KV cache + torch.compile(mode="reduce-overhead") (its documented fast
+               path; the first calls compile, then warm runs are timed; no time to first token)
+
+The limit: one token reads every weight once, so tokens/s <= HBM bandwidth / weight bytes (H100 SXM 3.35 TB/s,
+H200 4.8 TB/s); "% of limit" is each case against it.
 
 tokens/s = new tokens / wall time of the whole call (prefill included), median of --repeats warm runs.
 TTFT = time to the first token: generate(max_new_tokens=1) for the generate cases, the stream's first token
@@ -38,7 +44,8 @@ sys.path.insert(0, str(REPO))
 
 from bench import gpu_common as C  # noqa: E402  (imports no unsloth, no CUDA)
 
-ALL_CASES = ["studio", "unsloth4", "unsloth16", "hf16", "studio_lora", "studio4", "unsloth16g"]
+ALL_CASES = ["studio", "unsloth4", "unsloth16", "hf16", "studio_lora", "studio4", "unsloth16g", "studio_modules",
+             "hf16c"]
 DEFAULT_CASES = ["studio", "unsloth4", "unsloth16", "hf16", "studio_lora", "studio4"]
 LABELS = {
     "unsloth4": "bare Unsloth 4-bit generate",
@@ -49,13 +56,17 @@ LABELS = {
     "studio_chat": "studio chat.answer (text, 16-bit)",
     "studio_lora": "studio chat, LoRA merged into 16-bit",
     "studio4": "studio FastDecoder on the 4-bit model",
+    "studio_modules": "studio FastDecoder, module forwards (before the lean step)",
+    "hf16c": "transformers bf16, static cache + torch.compile",
 }
+HBM_TB_S = {"H100": 3.35, "H200": 4.8}  # by the GPU's name
 CASE_LIMIT_S = 150  # one case: process start, imports, load, warm-up, timed runs
-NEED_S = {"studio": 45, "unsloth4": 45, "unsloth16": 40, "unsloth16g": 45, "hf16": 45, "studio_lora": 50,
-          "studio4": 45}
+NEED_S = {"studio": 60, "unsloth4": 45, "unsloth16": 40, "unsloth16g": 45, "hf16": 45, "studio_lora": 60,
+          "studio4": 45, "studio_modules": 45, "hf16c": 150}
+CASE_LIMIT = {"hf16c": 300, "studio": 200, "studio_lora": 200}
 COLUMNS = [("label", "case", ""), ("tokens_per_s", "tokens/s", ".1f"), ("x_unsloth4", "x bare Unsloth 4-bit", ".2f"),
            ("x_unsloth16", "x bare Unsloth 16-bit", ".2f"), ("decode_tokens_per_s", "decode-only tokens/s", ".1f"),
-           ("ttft_s", "first token s", ".3f"),
+           ("ttft_s", "first token s", ".3f"), ("pct_limit", "% of limit", ".0f"),
            ("peak_alloc_gib", "peak alloc GiB", ".2f"), ("peak_reserved_gib", "peak reserved GiB", ".2f"),
            ("load_s", "load s", ".1f"), ("note", "note", "")]
 
@@ -186,6 +197,12 @@ def case_studio(name: str, model_dir: str, a) -> list[dict]:
     if name == "studio_lora":
         run_id = make_lora_run(model_dir, Path(a.work) / "runs")
         loaded = load_model(RunTarget(Path(a.work) / "runs" / run_id, fast16=True))
+    elif name == "studio_modules":
+        os.environ["STUDIO_FAST_CHAT"] = "0"  # load without a decoder; make the module-forward one below
+        loaded = load_model(BaseTarget(model_dir, max_seq_length=2048, load_in_4bit=False))
+        from studio import fastgen
+        loaded.decoder = fastgen.FastDecoder(loaded.model, max_cache_len=4096, lean=False,
+                                             require_cuda_graph=torch.cuda.is_available())
     else:
         loaded = load_model(BaseTarget(model_dir, max_seq_length=2048, load_in_4bit=False))
     load_s = time.time() - t0
@@ -196,7 +213,8 @@ def case_studio(name: str, model_dir: str, a) -> list[dict]:
     ids = prompt_ids(tok, a.prompt_tokens)
     r = time_decoder(dec, ids, a.new_tokens, a.repeats)
     merged = "PeftModel" not in type(loaded.model).__name__ and not hasattr(loaded.model, "peft_config")
-    note = f"{r['path']}, buckets {dec.buckets[0]}..{dec.buckets[-1]}"
+    note = f"{r['path']}, buckets {dec.buckets[0]}..{dec.buckets[-1]}, " + \
+        ("lean step, compiled" if dec.compiled else "lean step" if dec.lean is not None else "module forwards")
     if name == "studio_lora":
         note += ", adapter merged" if merged else ", adapter NOT merged"
     # the same prompt through model.generate on this very model: how far the greedy tokens agree
@@ -278,10 +296,50 @@ def make_lora_run(model_dir: str, runs_dir: Path) -> str:
     return run_id
 
 
+def case_hf_compiled(model_dir: str, a) -> dict:
+    """transformers' own fast path: a static KV cache and the forward compiled with CUDA graphs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    t0 = time.time()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, device_map=device()).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model.generation_config.cache_implementation = "static"
+    model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    ids = prompt_ids(tok, a.prompt_tokens)
+    x = torch.tensor([ids], device=device())
+    kw = dict(input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, pad_token_id=0,
+              max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens)
+    with torch.inference_mode():
+        for _ in range(2):  # the compiles (prefill and decode shapes), then the graphs' capture
+            model.generate(**kw)
+        load_s = time.time() - t0
+        rates = []
+        for _ in range(a.repeats):
+            sync()
+            t = time.perf_counter()
+            out = model.generate(**kw)
+            sync()
+            rates.append((out.shape[1] - x.shape[1]) / (time.perf_counter() - t))
+    return {"tokens_per_s": statistics.median(rates), "runs": [round(r, 2) for r in rates], "load_s": load_s,
+            "tokens": int(out.shape[1] - x.shape[1]), "prompt_tokens": len(ids), **memory(),
+            "note": "load_s includes the two compiling calls"}
+
+
+def bandwidth_limit(model_dir: str, gpu: str) -> float | None:
+    """tokens/s if every decode step only read the 16-bit weights once at the card's HBM bandwidth."""
+    tb_s = next((v for k, v in HBM_TB_S.items() if k in gpu), None)
+    if not tb_s:
+        return None
+    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    return tb_s * 1e12 / weights if weights else None
+
+
 def run_case(name: str, model_dir: str, a) -> list[dict]:
-    if name in ("unsloth4", "unsloth16", "unsloth16g", "hf16"):
+    if name == "hf16c":
+        rows = [case_hf_compiled(model_dir, a)]
+    elif name in ("unsloth4", "unsloth16", "unsloth16g", "hf16"):
         rows = [case_generate(name, model_dir, a)]
-    elif name in ("studio", "studio_lora"):
+    elif name in ("studio", "studio_lora", "studio_modules"):
         rows = case_studio(name, model_dir, a)
     elif name == "studio4":
         rows = [case_studio4(model_dir, a)]
@@ -373,8 +431,8 @@ def main(argv=None) -> int:
                    "--new-tokens", str(a.new_tokens), "--prompt-tokens", str(a.prompt_tokens),
                    "--repeats", str(a.repeats)]
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=min(left - 3, CASE_LIMIT_S),
-                                      cwd=str(REPO))
+                proc = subprocess.run(cmd, capture_output=True, text=True,
+                                      timeout=min(left - 3, CASE_LIMIT.get(name, CASE_LIMIT_S)), cwd=str(REPO))
                 result = next((json.loads(line[7:]) for line in reversed(proc.stdout.splitlines())
                                if line.startswith("RESULT ")), None)
                 if result is None:
@@ -402,7 +460,10 @@ def main(argv=None) -> int:
           f"transformers {env.get('transformers')}, unsloth {env.get('unsloth', '-')}, peft {env.get('peft', '-')}, "
           f"bitsandbytes {env.get('bitsandbytes', '-')}, python {env.get('python')}", flush=True)
     by_case = {r["case"]: r for r in rows if "tokens_per_s" in r}
+    limit = bandwidth_limit(a.model_dir, env.get("gpu") or "")
     for r in rows:
+        if limit and "tokens_per_s" in r and r["case"] not in ("studio4", "unsloth4"):
+            r["pct_limit"] = 100 * r["tokens_per_s"] / limit
         r["label"] = LABELS.get(r["case"], r["case"])
         if "error" in r:
             r["note"] = r["error"]
@@ -412,6 +473,11 @@ def main(argv=None) -> int:
     print()
     print(C.table(rows, COLUMNS))
     print()
+    if limit:
+        print(f"bandwidth limit of the 16-bit weights on this card: {limit:.0f} tokens/s")
+    if "studio" in by_case and "unsloth16" in by_case:
+        print(f"studio / warm bare Unsloth 16-bit generate: "
+              f"{by_case['studio']['tokens_per_s'] / by_case['unsloth16']['tokens_per_s']:.2f}x")
     if "studio" in by_case and "unsloth4" in by_case:
         s, u = by_case["studio"], by_case["unsloth4"]
         print(f"studio / bare Unsloth 4-bit: {s['tokens_per_s'] / u['tokens_per_s']:.2f}x (target >= 4); "

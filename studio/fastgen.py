@@ -15,6 +15,13 @@ anything else raises `FastPathUnavailable` so the caller can use `model.generate
 On CPU the very same step function runs eagerly (no graph), which is what the tests check against
 `model.generate`; on CUDA only `_capture`/`replay` are extra.
 
+A plain 16-bit model (nn.Linear projections, RMSNorm, a SiLU MLP: what chat holds after merging the adapter)
+takes a leaner step: q/k/v are one matrix and gate/up another (the modules' weights become views into them, so
+no memory is added), and each layer's work before and after attention is two functions. On a GPU those two are
+compiled (torch.compile, once for all layers and buckets): even inside a CUDA graph every kernel costs a few
+microseconds, and a 4B model's token was ~2000 of them; fused, it is about ten per layer. Anything else (4-bit
+layers, LoRA kept apart, other MLPs) keeps the modules' own forwards.
+
 The host reads each token one step late: token i is copied to pinned memory and step i is already queued
 before the host waits for token i, so the GPU never waits for Python (after an end-of-turn token the one
 step already queued is wasted, which costs nothing visible).
@@ -72,6 +79,92 @@ class _Parts:
     n_kv: int
     head_dim: int
     scaling: float
+
+
+@dataclass
+class _Layer:
+    """One decoder layer as plain tensors (the lean step): fused q/k/v and gate/up, norms' weights and eps."""
+    ln1: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    q_norm: torch.Tensor | None
+    k_norm: torch.Tensor | None
+    o: torch.Tensor
+    ln2: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+    eps: float
+    qk_eps: float
+
+
+def _rms_eps(module) -> float | None:
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    ok = type(module).__name__.endswith("RMSNorm") and isinstance(getattr(module, "weight", None), torch.Tensor)
+    return float(eps) if ok and eps is not None else None
+
+
+def lean_layers(parts: "_Parts") -> list[_Layer] | None:
+    """The layers as plain tensors, fusing q/k/v and gate/up into one matrix each (the modules' weights become
+    views into those, so memory stays as it was); None when a layer is not plain 16-bit Llama-style."""
+    act = str(getattr(parts.config, "hidden_act", "") or "")
+    if act not in ("silu", "swish"):
+        return None
+    plan = []
+    for layer in parts.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        projs = [getattr(attn, n, None) for n in ("q_proj", "k_proj", "v_proj", "o_proj")]
+        projs += [getattr(mlp, n, None) for n in ("gate_proj", "up_proj", "down_proj")]
+        if any(type(m) is not torch.nn.Linear for m in projs):  # bitsandbytes, a PEFT layer, anything else
+            return None
+        if any(m.bias is not None for m in projs[3:]) or len({m.bias is None for m in projs[:3]}) > 1:
+            return None
+        eps = [_rms_eps(layer.input_layernorm), _rms_eps(layer.post_attention_layernorm)]
+        q_norm = getattr(attn, "q_norm", None)
+        qk_eps = _rms_eps(q_norm) if q_norm is not None else 1e-6
+        if None in eps or qk_eps is None or len(set(eps)) > 1 or set(dict(mlp.named_children())) != {
+                "gate_proj", "up_proj", "down_proj", "act_fn"}:
+            return None
+        plan.append((layer, projs, eps[0], qk_eps))
+    out = []
+    for layer, projs, eps, qk_eps in plan:
+        attn = layer.self_attn
+        qkv = _fuse(projs[:3])
+        bias = None
+        if projs[0].bias is not None:
+            bias = torch.cat([m.bias.data for m in projs[:3]])
+        out.append(_Layer(layer.input_layernorm.weight.data, qkv, bias,
+                          attn.q_norm.weight.data if getattr(attn, "q_norm", None) is not None else None,
+                          attn.k_norm.weight.data if getattr(attn, "k_norm", None) is not None else None,
+                          projs[3].weight.data, layer.post_attention_layernorm.weight.data, _fuse(projs[4:6]),
+                          projs[6].weight.data, eps, qk_eps))
+    return out
+
+
+def _fuse(linears: list) -> torch.Tensor:
+    """One matrix of the linears' rows; each linear's weight becomes its rows of it (the old storage is freed)."""
+    with torch.no_grad():
+        fused = torch.cat([m.weight.data for m in linears])
+        for m, rows in zip(linears, fused.split([m.out_features for m in linears])):
+            m.weight.data = rows
+    return fused
+
+
+def _before_attention(x, ln1, eps: float, qkv_w, qkv_b, q_norm, k_norm, qk_eps: float, rope, n_heads: int,
+                      n_kv: int, head_dim: int):
+    """The lean step up to attention: norm, q/k/v in one matmul, Qwen3's per-head norms, RoPE as a matmul."""
+    h = F.rms_norm(x, (x.shape[-1],), ln1, eps)
+    q, k, v = F.linear(h, qkv_w, qkv_b).split([n_heads * head_dim, n_kv * head_dim, n_kv * head_dim], -1)
+    q, k, v = q.view(1, 1, n_heads, head_dim), k.view(1, 1, n_kv, head_dim), v.view(1, 1, n_kv, head_dim)
+    if q_norm is not None:
+        q, k = F.rms_norm(q, (head_dim,), q_norm, qk_eps), F.rms_norm(k, (head_dim,), k_norm, qk_eps)
+    return q.transpose(1, 2) @ rope, k.transpose(1, 2) @ rope, v.transpose(1, 2)
+
+
+def _after_attention(x, attn_out, o_w, ln2, eps: float, gate_up_w, down_w):
+    """The lean step after attention: o_proj and the residual, norm, gate/up in one matmul, SiLU, down."""
+    x = x + F.linear(attn_out, o_w)
+    gate, up = F.linear(F.rms_norm(x, (x.shape[-1],), ln2, eps), gate_up_w).chunk(2, dim=-1)
+    return x + F.linear(F.silu(gate) * up, down_w)
 
 
 def _unwrap(model):
@@ -190,7 +283,7 @@ class FastDecoder:
     def __init__(self, model, max_cache_len: int = 2048, use_cuda_graph: bool | None = None,
                  require_cuda_graph: bool = False, buckets: list[int] | None = None, fixed_shapes: bool | None = None,
                  attention: str = "sdpa", graph_standin: bool = False, fused_ops: bool | None = None,
-                 warmup: bool = True):
+                 warmup: bool = True, lean: bool | None = None, compile_layers: bool | None = None):
         """use_cuda_graph: None = on CUDA devices. fixed_shapes: attend over a whole bucket with a mask (what a
         graph needs) even when running eagerly; None = only with graphs. Eagerly, the step otherwise attends
         over exactly the filled slots, which computes bit for bit what transformers' decode step computes.
@@ -199,7 +292,10 @@ class FastDecoder:
         around the capture (warm-up, buckets, the replay check, replayed streaming) runs on a CPU too.
         fused_ops: fewer, larger kernels (F.rms_norm; RoPE as one small matmul per tensor), within a rounding
         of transformers' ops; None = with graphs (on a GPU a token is ~2000 kernels, each costing
-        microseconds even inside a graph)."""
+        microseconds even inside a graph).
+        lean: the lean step for a plain 16-bit model (module docstring); None = wherever it applies.
+        compile_layers: compile the lean step's two per-layer functions; None = on a GPU (STUDIO_FASTGEN_COMPILE=0
+        turns it off)."""
         if attention not in ("sdpa", "matmul"):
             raise ValueError(f"attention must be 'sdpa' or 'matmul', not {attention!r}")
         self.model = model
@@ -237,6 +333,17 @@ class FastDecoder:
         self.attention = attention  # decode attention: "sdpa", or "matmul" when SDPA cannot be captured
         self.graph_standin = graph_standin and self.device.type != "cuda"
         self.fused_ops = (self.device.type == "cuda" or self.graph_standin) if fused_ops is None else bool(fused_ops)
+        self.lean = lean_layers(p) if lean is not False and self.fused_ops else None
+        if lean and self.lean is None:
+            raise FastPathUnavailable("the lean step needs a plain 16-bit Llama-style model")
+        import os
+        want_compile = (self.device.type == "cuda" and os.environ.get("STUDIO_FASTGEN_COMPILE", "1") != "0") \
+            if compile_layers is None else bool(compile_layers)
+        self.before, self.after = _before_attention, _after_attention
+        if self.lean is not None and want_compile:  # one compile each: every layer and bucket has these shapes
+            self.before = torch.compile(_before_attention, dynamic=False, fullgraph=True)
+            self.after = torch.compile(_after_attention, dynamic=False, fullgraph=True)
+        self.compiled = self.lean is not None and want_compile
         with torch.inference_mode():  # rotate_half as a matrix: x @ half_turn == rotate_half(x)
             h = p.head_dim // 2
             self.half_turn = torch.zeros((p.head_dim, p.head_dim), device=self.device, dtype=self.dtype)
@@ -349,7 +456,12 @@ class FastDecoder:
         if self.fused_ops:  # this position's rotation, once for all layers: x*cos + rotate_half(x)*sin = x @ rope
             rope = torch.diag(cos.view(-1)) + self.half_turn * sin.view(1, -1)
         for i, layer in enumerate(p.layers):
-            q, k, v = self._attention_in(layer, self._norm(layer.input_layernorm, x), cos, sin, rope)
+            if self.lean is not None:
+                w = self.lean[i]
+                q, k, v = self.before(x, w.ln1, w.eps, w.qkv, w.qkv_bias, w.q_norm, w.k_norm, w.qk_eps, rope,
+                                      p.n_heads, p.n_kv, p.head_dim)
+            else:
+                q, k, v = self._attention_in(layer, self._norm(layer.input_layernorm, x), cos, sin, rope)
             kc, vc = self.k_cache[i], self.v_cache[i]
             kc.index_copy_(2, self.pos, k)
             vc.index_copy_(2, self.pos, v)
@@ -357,7 +469,12 @@ class FastDecoder:
             # are that head's query rows (query head h reads K/V head h // rep, as repeat_kv does)
             o = self._decode_attention(q.reshape(1, p.n_kv, rep, p.head_dim), kc[:, :, :bucket],
                                        vc[:, :, :bucket], mask)
-            x = self._layer_out(layer, x, o.reshape(1, 1, p.n_heads * p.head_dim))
+            o = o.reshape(1, 1, p.n_heads * p.head_dim)
+            if self.lean is not None:
+                x = self.after(x, o, self.lean[i].o, self.lean[i].ln2, self.lean[i].eps, self.lean[i].gate_up,
+                               self.lean[i].down)
+            else:
+                x = self._layer_out(layer, x, o)
         self.logits.copy_(p.lm_head(self._norm(p.norm, x))[:, -1].float())
         self.pos.add_(1)
 

@@ -101,6 +101,7 @@ def test_graph_path_with_stand_ins_equals_generate(loaded):
                               graph_standin=True)
         assert decoder.path == "graph-standin" and decoder.fixed_shapes and decoder.attention == attention
         assert decoder.fused_ops  # F.rms_norm and RoPE as a matmul, as on a GPU
+        assert decoder.lean is not None and not decoder.compiled  # fused q/k/v and gate/up, two functions a layer
         assert sorted(decoder.graphs) == decoder.buckets == [32, 64, 128, 256]
         for ids, tokens in zip(prompts, want):
             assert decoder.generate(ids, 80) == tokens, attention
@@ -108,6 +109,38 @@ def test_graph_path_with_stand_ins_equals_generate(loaded):
         check = decoder.compare_with_model(torch.cat([prompts[1][0], torch.tensor(want[1][:40])]))
         assert check["same_argmax"] and check["rel_diff"] < 1e-4, check
     assert decoder.k_cache.dtype == torch.float32
+
+
+def test_the_lean_step_keeps_the_models_memory_and_its_modules_weights(loaded):
+    """Fusing q/k/v and gate/up makes the modules' weights views into the fused matrices: no memory added, and
+    the model's own forward (prefill, the load-time check) reads the very same numbers."""
+    import torch
+    from studio.fastgen import FastDecoder
+    model, tok = loaded
+    model32 = copy.deepcopy(model).float()
+    before = sum(p.numel() for p in model32.parameters())
+    layer = model32.model.layers[0]
+    q_before = layer.self_attn.q_proj.weight.detach().clone()
+    decoder = FastDecoder(model32, max_cache_len=128, buckets=[64], graph_standin=True)
+    assert decoder.lean is not None
+    fused = decoder.lean[0].qkv
+    assert layer.self_attn.q_proj.weight.untyped_storage().data_ptr() == fused.untyped_storage().data_ptr()
+    assert torch.equal(layer.self_attn.q_proj.weight, q_before)
+    assert sum(p.numel() for p in model32.parameters()) == before
+    with pytest.raises(Exception, match="plain 16-bit"):
+        FastDecoder(lora(model), max_cache_len=64, lean=True, fused_ops=True)  # LoRA kept apart: module forwards
+
+
+@pytest.mark.slow
+def test_the_compiled_lean_step_equals_generate(loaded):
+    """torch.compile of the two per-layer functions (what a GPU runs), here with inductor's CPU backend."""
+    from studio.fastgen import FastDecoder
+    model, tok = loaded
+    model32 = copy.deepcopy(model).float()
+    ids = prompt(tok, PROMPTS[0])
+    want = generate_greedy(model32, ids, new=24)
+    decoder = FastDecoder(model32, max_cache_len=128, buckets=[64], graph_standin=True, compile_layers=True)
+    assert decoder.compiled and decoder.generate(ids, 24) == want
 
 
 def test_lora_unmerged_and_merged_equal_their_generate(loaded):
