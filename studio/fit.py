@@ -216,6 +216,24 @@ def tokens_per_s(model_config: dict, load_in_4bit: bool, micro_batch: int, gradi
     return t / sec
 
 
+# dense bf16 tensor-core peak, TFLOP/s, by a word of the GPU's name (the first that matches)
+PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("H800", 989.4), ("A100", 312.0),
+               ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0), ("A10G", 125.0), ("RTX 4090", 165.2),
+               ("RTX 3090", 71.0))
+
+
+def peak_tflops(gpu_name: str) -> float | None:
+    return next((v for k, v in PEAK_TFLOPS if k in (gpu_name or "")), None)
+
+
+def train_flops_per_token(model_config: dict, lora_params: int, mean_length: float) -> float:
+    """Model FLOPs a trained token costs (what MFU counts; a recomputed forward is not counted): the frozen base's
+    forward and its activation gradients (4 x params), the adapter's forward and both gradients (6 x its params),
+    causal attention's matmuls."""
+    s = shape(model_config)
+    return 4 * s["params"] + 6 * lora_params + 6 * s["layers"] * s["q"] * mean_length / 2
+
+
 # ---------------------------------------------------------------- choosing
 
 def usable_gb(free_gb: float) -> float:

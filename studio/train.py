@@ -181,8 +181,9 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             self.stopped = False
             self.caps = caps()  # the deployment's per-run limits (a shared Space)
 
-        def on_train_begin(self, args, state, control, **kw):
+        def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kw):
             self.last_time = time.time()
+            self.flops_per_token, self.peak_flops = model_flops(model, train_dataloader)
             files.phase("first_step")
             files.set(step=state.global_step, max_steps=state.max_steps)
             files.event("train_begin", step=state.global_step, max_steps=state.max_steps)
@@ -225,11 +226,34 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             keep = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
             if dist.world_size() > 1:  # peak memory of every GPU (rank order), gathered on every rank
                 keep["memory_per_gpu_gb"] = dist.max_memory_per_rank()
+            if rate and self.flops_per_token and self.peak_flops:  # model FLOPs utilisation, all GPUs together
+                keep["mfu"] = round(rate * self.flops_per_token / (self.peak_flops * dist.world_size()), 4)
             files.event("log", step=state.global_step, max_steps=state.max_steps, tokens_seen=tokens,
                         tokens_per_s=round(rate, 1) if rate else None, elapsed_s=round(now - self.t0, 2),
                         **keep, **memory_figures(start_reserved_gb))
 
     return StudioCallback()
+
+
+def model_flops(model, dataloader=None) -> tuple[float | None, float | None]:
+    """(model FLOPs per trained token, the GPU's peak FLOP/s) for the live MFU figure; (None, None) on a CPU or a
+    GPU whose peak is not known."""
+    import torch
+    if model is None or not torch.cuda.is_available():
+        return None, None
+    from studio import fit
+    peak = fit.peak_tflops(torch.cuda.get_device_name())
+    try:
+        config = model.config.to_dict()
+        lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        lengths = getattr(getattr(dataloader, "dataset", None), "column_names", None)
+        mean = 1024.0
+        if lengths and "input_ids" in lengths:
+            sample = dataloader.dataset.select(range(min(512, len(dataloader.dataset))))["input_ids"]
+            mean = sum(len(x) for x in sample) / max(1, len(sample))
+        return fit.train_flops_per_token(config, lora, mean), (peak * 1e12 if peak else None)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None, None
 
 
 def make_sample_callback(files: RunFiles, tokenizer, prompts: list[str], max_new_tokens: int = 48):

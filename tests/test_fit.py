@@ -218,3 +218,21 @@ def test_pick_multi_gpu():
     # nothing fits: the smallest FSDP2 setting, marked
     strategy, e = fit.pick_multi_gpu(Q32B, 2048, 4.0, 2)
     assert strategy == "fsdp2" and not e.fits
+
+
+def test_model_flops_utilisation_counts_the_models_own_arithmetic():
+    """MFU on the Train tab: tokens/s x model FLOPs per token / the card's dense bf16 peak."""
+    from conftest import EN
+    from studio.ui import run_view
+    qwen3_4b = dict(hidden_size=2560, intermediate_size=9728, num_hidden_layers=36, num_attention_heads=32,
+                    num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True)
+    per_token = fit.train_flops_per_token(qwen3_4b, lora_params=16_515_072, mean_length=1000)
+    params = fit.shape(qwen3_4b)["params"]
+    assert 4 * params < per_token < 4.4 * params  # the frozen base dominates: ~16 GFLOP a token for 4B
+    assert fit.peak_tflops("NVIDIA H100 80GB HBM3") == 989.4 and fit.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert fit.peak_tflops("Some Future GPU") is None
+    mfu = 16_336 * per_token / 989.4e12
+    assert 0.2 < mfu < 0.3  # last round's Fit pick on an H100: about a quarter of the card
+    line = run_view.progress_line({"state": "running", "step": 3, "max_steps": 10},
+                                  [{"step": 3, "tokens_per_s": 16336.0, "mfu": mfu}], "run", EN)
+    assert "16,336 tokens/s" in line and f"MFU {100 * mfu:.0f}%" in line

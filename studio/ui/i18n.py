@@ -224,6 +224,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "unit_rows": ("rows", "행"),
     "unit_bytes": ("MB", "MB"),
     "phases_title": ("Time to step 1", "1 스텝까지 걸린 시간"),
+    "progress_mfu": ("MFU {pct}%", "MFU {pct}%"),
     "queued_line": ("waiting for the GPU: {ahead} ahead of you{wait}", "GPU 대기 중: 앞에 {ahead}개{wait}"),
     "queued_wait": (", about {wait}", ", 약 {wait}"),
     "stop_or_cancel": ("Stop / cancel", "중지 / 취소"),

@@ -63,6 +63,9 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
     rates = [e["tokens_per_s"] for e in logs[-5:] if e.get("tokens_per_s")]
     if rates:
         parts.append(t("progress_tokens", request, rate=f"{sum(rates) / len(rates):,.0f}"))
+    mfus = [e["mfu"] for e in logs[-5:] if e.get("mfu")]
+    if mfus:  # on a GPU whose peak is known: how much of it the model's own arithmetic uses
+        parts.append(t("progress_mfu", request, pct=f"{100 * sum(mfus) / len(mfus):.0f}"))
     if last.get("memory_per_gpu_gb"):  # several GPUs: each one's peak
         parts.append(t("progress_gpus", request, n=len(last["memory_per_gpu_gb"]),
                        each=" / ".join(f"{x:.1f}" for x in last["memory_per_gpu_gb"])))
