@@ -31,6 +31,9 @@ SHAPES = {
     "qwen3-0.6b": dict(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                        num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=True,
                        max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6),
+    "qwen3-8b": dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                     num_key_value_heads=8, head_dim=128, vocab_size=151936, tie_word_embeddings=False,
+                     max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6),
     # CPU smoke tests of the benchmark plumbing only
     "tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=32, vocab_size=4096, tie_word_embeddings=True,

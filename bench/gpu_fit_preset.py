@@ -33,7 +33,10 @@ SETTINGS = {
     "qwen3-4b": [(1, 2, 4, "unsloth"), (0, 8, 1, "false"), (0, 4, 2, "false"), (1, 8, 1, "false"),
                  (0, 4, 2, "unsloth"), (0, 8, 1, "unsloth")],
     "qwen3-0.6b": [(1, 2, 4, "unsloth"), (0, 8, 1, "false"), (0, 8, 1, "unsloth")],
+    "qwen3-8b": [(1, 2, 4, "unsloth"), (0, 8, 1, "unsloth"), (0, 4, 2, "false")],
 }
+# round 3 (issue 18): bigger micro-batches, which the host-bound padding-free path may favour
+SETTINGS["qwen3-4b"] += [(0, 16, 1, "unsloth"), (0, 16, 1, "false"), (0, 32, 1, "unsloth")]
 
 
 def setting_name(shape, s) -> str:

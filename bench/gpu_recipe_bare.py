@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gc", default=C.RECIPE["gc"], choices=["unsloth", "true", "false"])
     ap.add_argument("--max-length", type=int, default=C.RECIPE["max_length"])
     ap.add_argument("--trainer-count", action="store_true")
+    ap.add_argument("--profile", type=int, default=0, metavar="STEP",
+                    help="profile optimizer step STEP (torch.profiler): the top operators by host and device time")
     ap.add_argument("--name", default="1. bare Unsloth script")
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
@@ -90,6 +92,8 @@ def main(argv=None) -> int:
     counter = C.CpuTokenCounter(trainer, tokenizer.pad_token_id)
     rec = C.recorder_callback(lambda state: counter.seen)
     trainer.add_callback(rec)
+    if a.profile:
+        trainer.add_callback(profiler_callback(a.profile))
     start_reserved = torch.cuda.max_memory_reserved() / C.GIB if on_gpu else 0.0
     t_prep = time.time()
     stats = trainer.train()
@@ -114,6 +118,42 @@ def main(argv=None) -> int:
     print(f"counted {counter.seen} tokens in {len(counter.micro)} micro-batches (largest {max(counter.micro)})"
           + (f"; trainer counted {res['trainer_tokens']}" if a.trainer_count else ""))
     return 0
+
+
+def profiler_callback(step: int):
+    """One optimizer step under torch.profiler: where a step's time goes, on the host and on the device."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    class Profile(TrainerCallback):
+        prof = None
+
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step + 1 == step:
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+                self.prof = profile(activities=acts)
+                self.prof.__enter__()
+                self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.prof is None:
+                return
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.t0
+            self.prof.__exit__(None, None, None)
+            events = self.prof.key_averages()
+            n_kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
+                            and str(e.device_type).endswith("CUDA"))
+            print(f"# profile of step {step}: {wall:.3f} s wall; {n_kernels} device kernels")
+            for key in ("self_cpu_time_total", "self_device_time_total"):
+                try:
+                    print(events.table(sort_by=key, row_limit=18, max_name_column_width=60))
+                except Exception as exc:  # a build without device timing
+                    print(f"# ({key}: {exc})")
+            self.prof = None
+
+    return Profile()
 
 
 if __name__ == "__main__":

@@ -11,16 +11,7 @@
 # Results: $OUT/results.tar.gz (JSON of every benchmark, worker logs, metrics.jsonl, status.json), $OUT/log.txt.
 set -u
 PHASE=${1:-all}
-OUT=${OUT:-$PWD/bench-out}
-mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-$PWD/.site:$PWD} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-export BENCH_TMP=${BENCH_TMP:-/tmp/studio-bench}
-PY=${PY:-python3}
-R=$BENCH_TMP/results
-mkdir -p "$R"
-START=$(date +%s)
-BUDGET=${BUDGET:-540}
-DEADLINE=$((START + BUDGET))
+. bench/gpu_env.sh
 BIG=${BIG:-qwen3-4b}      # SMALL/BIG=tiny: CPU smoke test of this script
 SMALL=${SMALL:-qwen3-0.6b}
 W=${WARM:-4}; S=${STEPS:-14}; FW=${FIT_WARM:-3}; FS=${FIT_STEPS:-11}
@@ -31,23 +22,6 @@ FIT4B_C=${FIT4B_C:-"$BIG-16bit-mb8x1-gc_unsloth"}
 FIT06_C=${FIT06_C:-"$SMALL-16bit-mb8x1-gc_unsloth"}
 M4=$BENCH_TMP/$BIG
 DATA=$BENCH_TMP/chat.jsonl
-
-left() { echo $((DEADLINE - $(date +%s))); }
-# bench NAME NEED_S LIMIT_S cmd...   (skips when fewer than NEED_S seconds are left)
-bench() {
-    local name=$1 need=$2 lim=$3; shift 3
-    local l; l=$(left)
-    if [ "$l" -lt "$need" ]; then echo "== SKIP $name (${l}s left, needs ${need}s)"; return; fi
-    [ "$lim" -gt $((l - 5)) ] && lim=$((l - 5))
-    echo "== $name (limit ${lim}s, $(date +%T))"
-    local t; t=$(date +%s)
-    timeout -k 10 "$lim" "$@" > "$R/$name.log" 2>&1
-    local rc=$?
-    echo "== $name rc=$rc in $(( $(date +%s) - t ))s"
-    grep -E "^\|" "$R/$name.log" | tail -n 3
-    [ $rc -ne 0 ] && tail -n 25 "$R/$name.log"
-    return 0
-}
 
 env_info() {
     nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version,clocks.sm,clocks.max.sm,power.limit \

@@ -1,0 +1,31 @@
+# Sourced by the GPU run scripts (bench/run_gpu*.sh): the environment, the time budget, and `bench`, which runs
+# one benchmark in its own process under `timeout` and skips it when the budget has too little left.
+OUT=${OUT:-$PWD/bench-out}
+mkdir -p "$OUT"
+export PYTHONPATH=${PYTHONPATH:-$PWD/.site:$PWD} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export BENCH_TMP=${BENCH_TMP:-/tmp/studio-bench}
+PY=${PY:-python3}
+R=$BENCH_TMP/results
+mkdir -p "$R"
+START=$(date +%s)
+BUDGET=${BUDGET:-540}
+DEADLINE=$((START + BUDGET))
+LOG=${LOG:-/dev/null}  # a script may name a file that collects every benchmark's output
+
+left() { echo $((DEADLINE - $(date +%s))); }
+# bench NAME NEED_S LIMIT_S cmd...   (skips when fewer than NEED_S seconds are left)
+bench() {
+    local name=$1 need=$2 lim=$3; shift 3
+    local l; l=$(left)
+    if [ "$l" -lt "$need" ]; then echo "== SKIP $name (${l}s left, needs ${need}s)" | tee -a "$LOG"; return; fi
+    [ "$lim" -gt $((l - 5)) ] && lim=$((l - 5))
+    echo "== $name (limit ${lim}s, $(date +%T))" | tee -a "$LOG"
+    local t; t=$(date +%s)
+    timeout -k 10 "$lim" "$@" > "$R/$name.log" 2>&1
+    local rc=$?
+    grep -v -E "Warning|warn\(|^\s*$" "$R/$name.log" >> "$LOG"
+    echo "== $name rc=$rc in $(( $(date +%s) - t ))s" | tee -a "$LOG"
+    grep -E "^\|" "$R/$name.log" | tail -n 3
+    [ $rc -ne 0 ] && tail -n 25 "$R/$name.log"
+    return 0
+}
