@@ -184,7 +184,7 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
         def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kw):
             self.last_time = time.time()
             self.flops_per_token, self.peak_flops = model_flops(model, train_dataloader)
-            files.phase("first_step")
+            files.phase("first_step", **({"detail": "compiles"} if torch.cuda.is_available() else {}))
             files.set(step=state.global_step, max_steps=state.max_steps)
             files.event("train_begin", step=state.global_step, max_steps=state.max_steps)
 

@@ -31,3 +31,12 @@ def test_resolve_run_refuses_paths_outside():
     for evil in ["../x", "/etc", "..", "../../etc/passwd"]:
         with pytest.raises(ValueError):
             runs.resolve_run(evil)
+
+
+def test_the_first_step_on_a_gpu_says_it_compiles():
+    from conftest import EN, KO
+    from studio.ui import run_view
+    status = {"state": "starting", "phase": "first_step", "phase_elapsed_s": 7.0, "progress": {"detail": "compiles"}}
+    assert "compiling the model's kernels" in run_view.phase_text(status, EN)
+    assert "컴파일" in run_view.phase_text(status, KO)
+    assert "compil" not in run_view.phase_text({**status, "progress": {}}, EN)

@@ -220,6 +220,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "phase_save": ("saving the adapter", "어댑터 저장 중"),
     "phase_progress": ("{done} of {total} {unit}", "{total} {unit} 중 {done}"),
     "phase_rate": ("{rate} rows/s", "초당 {rate}행"),
+    "phase_compiles": ("compiling the model's kernels for this GPU: the one slow step",
+                       "이 GPU에 맞게 모델의 커널을 컴파일하는 중: 이 스텝만 느립니다"),
     "phase_reused": ("reused from an earlier run", "이전 실행에서 재사용"),
     "unit_rows": ("rows", "행"),
     "unit_bytes": ("MB", "MB"),

@@ -26,6 +26,8 @@ def phase_text(status: dict, request=None) -> str:
     p = status.get("progress") or {}
     if p.get("detail") == "reused":
         parts.append(t("phase_reused", request))
+    elif p.get("detail") == "compiles":
+        parts.append(t("phase_compiles", request))
     elif p.get("total"):
         done, total = p.get("done", 0), p["total"]
         if p.get("unit") == "bytes":
