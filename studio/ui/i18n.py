@@ -303,8 +303,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "hint_launch": ("Nothing was trained. Fix what is named above (the run's config.yaml, or the machine) and "
                     "start again.", "아무것도 훈련하지 않았습니다. 위에 적힌 문제(실행의 config.yaml 또는 컴퓨터)를 "
                     "고친 뒤 다시 시작하세요."),
-    "stopped_early": ("Stopped before training began ({phase}); nothing was trained.",
-                      "훈련이 시작되기 전에 멈췄습니다 ({phase}). 훈련된 것은 없습니다."),
+    "stopped_early": ("Stopped before training began, while {phase}; nothing was trained.",
+                      "훈련이 시작되기 전에 멈췄습니다 (단계: {phase}). 훈련된 것은 없습니다."),
     "queued_needs_token": ("waiting for your Hugging Face token again (the app restarted and tokens are never "
                            "saved): enter it on the Model tab and press Resume",
                            "Hugging Face 토큰을 다시 기다립니다 (앱이 다시 시작되었고 토큰은 저장하지 않습니다): "
