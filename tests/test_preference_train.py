@@ -1,0 +1,169 @@
+"""The preference stage trained for real on CPU: Unsloth's CPU fallback runs TRL's DPOTrainer and ORPOTrainer
+(stock TRL there; on a GPU Unsloth patches them), through the studio's own worker and lifecycle.
+
+An SFT run, then a DPO run that starts from its adapter (Start's owner check, a held-out split, Stop and Resume on
+one curve), an ORPO run from the base model, the Template tab's marks against what TRL's trainers tokenize, and
+the two adapters answering side by side as the Chat tab's compare pane loads them."""
+import json
+
+import pytest
+from conftest import KO, wait_for
+
+from studio import jobs, preference, runs, templates
+from studio.auth import LOCAL
+from studio.config import BUNDLED_MODEL, BUNDLED_PAIRS, RunConfig, bundled_preference_recipe
+from studio.ui import run_view
+
+pytestmark = pytest.mark.slow
+
+
+def events(run_dir):
+    return runs.read_metrics(run_dir).events
+
+
+def logs(run_dir):
+    return [e for e in events(run_dir) if e["event"] == "log"]
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values)
+
+
+@pytest.fixture(scope="module")
+def sft_run(machine_free_module):
+    cfg = RunConfig(run_name="pref-sft")
+    cfg.train.max_steps = 80
+    run_id = jobs.start(cfg, LOCAL)["run_id"]
+    run_dir = runs.runs_root() / run_id
+    status = wait_for(run_dir, timeout=600)
+    assert status["state"] == "completed", runs.log_tail(run_dir, 40)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def machine_free_module():
+    from conftest import stop_everything
+    stop_everything()
+    yield
+    stop_everything()
+
+
+@pytest.fixture(scope="module")
+def dpo_run(sft_run):
+    """DPO from the SFT run's adapter, with a held-out split; stopped at step 8 and resumed to the end."""
+    cfg = bundled_preference_recipe()
+    cfg.run_name, cfg.model.adapter_from = "pref-dpo", sft_run.name
+    cfg.train.max_steps, cfg.train.eval_steps, cfg.data.eval_size = 30, 10, 0.1
+    run_id = jobs.start(cfg, LOCAL)["run_id"]
+    run_dir = runs.runs_root() / run_id
+    wait_for(run_dir, step=8, timeout=600)
+    jobs.stop(run_id, LOCAL)
+    stopped = wait_for(run_dir, timeout=300)
+    assert stopped["state"] == "stopped" and stopped["resumable"], runs.log_tail(run_dir, 40)
+    jobs.resume(run_id, LOCAL)
+    status = wait_for(run_dir, timeout=600)
+    assert status["state"] == "completed", runs.log_tail(run_dir, 40)
+    return run_dir, stopped["step"]
+
+
+def test_dpo_from_an_sft_adapter_learns_the_preference_on_one_curve_through_stop_and_resume(dpo_run, sft_run):
+    run_dir, stopped_at = dpo_run
+    history = logs(run_dir)
+    steps = [e["step"] for e in history]
+    assert 8 <= stopped_at < 30 and steps == list(range(1, 31))  # one curve: the resume appended to it
+    first, last = history[:5], history[-5:]
+    print(f"DPO from SFT: loss {mean(e['loss'] for e in first):.3f} -> {mean(e['loss'] for e in last):.3f}, margin "
+          f"{mean(e['rewards/margins'] for e in first):.3f} -> {mean(e['rewards/margins'] for e in last):.3f}, "
+          f"accuracy {mean(e['rewards/accuracies'] for e in last):.2f}")
+    assert history[0]["rewards/margins"] == 0.0  # step 1: the policy is its reference, the SFT model
+    assert mean(e["loss"] for e in last) < mean(e["loss"] for e in first)
+    assert mean(e["rewards/margins"] for e in last) > 0.1 and mean(e["rewards/accuracies"] for e in last) >= 0.75
+    assert all(e.get("tokens_per_s") for e in history[1:])  # the live speed, as for SFT
+    # it started from the SFT run's adapter: the model already knew the answers (high log-probabilities)
+    model = next(e for e in events(run_dir) if e["event"] == "model")
+    assert model["adapter_from"] == sft_run.name and history[0]["logps/chosen"] > -40
+    copied = run_dir / preference.START_ADAPTER / "adapter_model.safetensors"
+    assert copied.read_bytes() == (sft_run / "adapter" / "adapter_model.safetensors").read_bytes()
+    # the held-out pairs: eval loss and reward accuracy at each evaluation, sample answers, the best checkpoint
+    evals = [e for e in events(run_dir) if e["event"] == "eval"]
+    assert [e["step"] for e in evals] == [10, 20, 30] and all("eval_rewards/accuracies" in e for e in evals)
+    assert [e["step"] for e in events(run_dir) if e["event"] == "samples"] == [10, 20, 30]
+    end = [e for e in events(run_dir) if e["event"] == "end"][-1]
+    assert end["best_step"] in (10, 20, 30) and not end["stopped"]
+    # the saved adapter is the trained one alone (TRL's frozen reference copy is left out)
+    adapter = run_dir / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file() and not (adapter / preference.REFERENCE_ADAPTER).exists()
+    summary = run_view.summary_text(events(run_dir), runs.view(run_dir), KO)
+    assert f"DPO, beta 0.1, 240개 쌍, 시작점: {sft_run.name}" in summary and "보상 정확도" in summary
+
+
+def test_orpo_from_the_base_model_trains_with_its_odds_ratio(machine_free_module):
+    cfg = bundled_preference_recipe()
+    cfg.run_name, cfg.train.stage, cfg.train.max_steps = "pref-orpo", "orpo", 12
+    run_id = jobs.start(cfg, LOCAL)["run_id"]
+    run_dir = runs.runs_root() / run_id
+    status = wait_for(run_dir, timeout=600)
+    assert status["state"] == "completed", runs.log_tail(run_dir, 40)
+    history = logs(run_dir)
+    assert len(history) == 12 and all("log_odds_ratio" in e and "rewards/margins" in e for e in history)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert all(e.get("tokens_per_s") for e in history[1:])  # ORPO's batches counted (no input_ids there)
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+
+
+def test_the_chat_compare_pane_answers_with_the_sft_and_the_dpo_adapter(dpo_run, sft_run):
+    from studio.ui.chat_tab import ENGINE, ENGINE_B
+    run_dir, _ = dpo_run
+    ENGINE.load(sft_run.name, runs.runs_root())
+    ENGINE_B.load(run_dir.name, runs.runs_root())
+    question = [{"role": "user", "content": "What is 7 + 5?"}]
+    sft_answer = list(ENGINE.stream(question, max_new_tokens=24))[-1]
+    dpo_answer = list(ENGINE_B.stream(question, max_new_tokens=24))[-1]
+    print(f"SFT: {sft_answer!r}  DPO: {dpo_answer!r}")
+    assert "12" in dpo_answer and sft_answer.strip()
+
+
+@pytest.mark.parametrize("stage", ["dpo", "orpo"])
+def test_the_template_tab_marks_what_the_trainer_trains(stage, tmp_path):
+    """The Template tab's ids and marks (studio.preference.pair_tokens, on its own tokenizer) against the rows TRL's
+    trainer builds with the worker's model and tokenizer, cut at a max_length that cuts some."""
+    import unsloth  # noqa: F401
+    from unsloth import FastLanguageModel
+    from studio import data
+    from studio.config import resolve_path
+    max_length = 40
+    ds = data.load_file(resolve_path(BUNDLED_PAIRS))
+    picked = list(range(60, 76))  # some with a system turn, some Korean
+    model, worker_tokenizer = FastLanguageModel.from_pretrained(str(resolve_path(BUNDLED_MODEL)), max_seq_length=512)
+    model = FastLanguageModel.get_peft_model(model, r=8, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    worker_tokenizer = templates.apply_template(worker_tokenizer, "qwen-3")
+    config_class, trainer_class = preference.trainer_classes(stage)
+    trainer = trainer_class(model=model, processing_class=worker_tokenizer,
+                            train_dataset=preference.examples(ds, picked),
+                            args=config_class(output_dir=str(tmp_path), max_length=max_length, report_to="none"))
+    shown_tokenizer = templates.TOKENIZERS.get(BUNDLED_MODEL, "qwen-3")
+    cut = 0
+    for n, i in enumerate(picked):
+        row, shown = trainer.train_dataset[n], preference.pair_tokens(shown_tokenizer, ds.pair(i), stage, max_length)
+        for side in ("chosen", "rejected"):
+            ids, trained = shown[side]
+            if stage == "dpo":  # DataCollatorForPreference: prompt_ids + answer ids, cut at max_length
+                want_ids = (row["prompt_ids"] + row[f"{side}_ids"])[:max_length]
+                want_trained = ([False] * len(row["prompt_ids"]) + [True] * len(row[f"{side}_ids"]))[:max_length]
+            else:  # ORPOTrainer.tokenize_row: the NLL over all of prompt + chosen, the odds ratio on the answers
+                want_ids = row[f"{side}_input_ids"]
+                want_trained = [bool(m) for m in row["chosen_attention_mask"]] if side == "chosen" else \
+                    [x != -100 for x in row["rejected_labels"]]
+            assert (ids, trained) == (want_ids, want_trained), (stage, i, side)
+            assert any(trained) and (side == "chosen" and stage == "orpo" or not all(trained))
+            cut += len(ids) == max_length
+    assert cut  # the cut was exercised
+
+
+def test_a_preference_run_is_one_more_run_in_the_lists(dpo_run):
+    run_dir, _ = dpo_run
+    row = next(r for r in jobs.visible_runs(LOCAL) if r["id"] == run_dir.name)
+    assert row["stage"] == "dpo" and row["has_adapter"] and row["state"] == "completed"
+    saved = json.loads((run_dir / "status.json").read_text())
+    assert saved["step"] == 30 and saved["state"] == "completed"
