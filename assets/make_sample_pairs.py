@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import random
 import re
-from pathlib import Path
 
 from make_sample_data import OUT_DIR, build_rows
 

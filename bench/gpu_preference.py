@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     ap.add_argument("--micro-batch", type=int, default=SETTINGS["micro_batch"], help="pairs per micro-batch")
     ap.add_argument("--accum", type=int, default=SETTINGS["accum"])
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("BENCH_TMP", "/tmp/studio-bench")))
-    ap.add_argument("--timeout", type=float, default=540)
+    ap.add_argument("--timeout", type=float, default=280, help="seconds each path may take (both fit one 10-min call)")
     ap.add_argument("--out", default="", help="write both results as JSON here")
     ap.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", type=Path, help=argparse.SUPPRESS)

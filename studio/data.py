@@ -773,7 +773,8 @@ def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
         raise DataError("data_conv_not_list", column=column, kind=_kind(turns), **where)
     if not turns:
         raise DataError("data_conv_empty", column=column, **where)
-    messages = read_messages(turns, column, where, ("from", "value") if ds.format == "sharegpt" else ("role", "content"))
+    keys = ("from", "value") if ds.format == "sharegpt" else ("role", "content")
+    messages = read_messages(turns, column, where, keys)
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError("data_no_assistant", column=column, **where)
     return messages

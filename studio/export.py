@@ -775,6 +775,16 @@ def load_rows():
 
 
 def _standardize_code(fmt: str, column: str | None) -> str:
+    from studio.data import PAIR_FORMATS
+    if fmt in PAIR_FORMATS:  # SFT on preference pairs: on the prompt and the chosen answer
+        from studio.preference_script import pairs_code
+        return pairs_code(column) + '''
+
+def standardize(row):
+    """A preference row -> the prompt and the chosen answer, one conversation."""
+    row = pair(row)
+    return row["prompt"] + row["chosen"]
+'''
     if fmt == "alpaca":
         return '''
 def standardize(row):

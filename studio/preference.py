@@ -64,6 +64,9 @@ MESSAGES = {
                             "tokens, rejected {rejected} of {rejected_total}{cut}",
                             "{rows}행 중 {row}행 · {stage}는 답변으로 학습합니다: chosen {chosen}/{chosen_total} 토큰, "
                             "rejected {rejected}/{rejected_total}{cut}"),
+    "template_orpo_note": (" · ORPO's NLL term covers the whole chosen text, prompt included (TRL); its odds ratio the "
+                           "two answers",
+                           " · ORPO의 NLL 항은 프롬프트를 포함한 chosen 전체에, 오즈비 항은 두 답변에 걸립니다(TRL)"),
     "sum_preference": ("{stage}, beta {beta}, on {pairs:,} pairs, from {start}",
                        "{stage}, beta {beta}, {pairs:,}개 쌍, 시작점: {start}"),
     "sum_rewards": ("Last step: reward accuracy {accuracy:.0%}, margin {margin:.3f} (chosen {chosen:.3f}, "
@@ -256,7 +259,8 @@ def pair_tokens(tokenizer, pair, stage: str, max_length: int | None = None) -> d
     # DPOTrainer._prepare_dataset: the answer starts where prompt (with the generation prompt) and prompt + answer
     # part; DataCollatorForPreference keeps the start of each sequence (truncation_mode "keep_start")
     prompt_ids = _tokenize(tokenizer, pair.prompt, add_generation_prompt=True)["input_ids"]
-    full = {side: _tokenize(tokenizer, pair.prompt + getattr(pair, side))["input_ids"] for side in ("chosen", "rejected")}
+    full = {side: _tokenize(tokenizer, pair.prompt + getattr(pair, side))["input_ids"]
+            for side in ("chosen", "rejected")}
     start = min(common_prefix_length(prompt_ids, ids) for ids in full.values())
     cut = slice(None, max_length) if max_length else slice(None)
     return {side: (ids[cut], [n >= start for n in range(len(ids))][cut]) for side, ids in full.items()}

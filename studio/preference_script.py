@@ -29,10 +29,10 @@ def render(cfg: RunConfig, run_dir: Path) -> str:
         start_adapter = "None"
     values = dict(export.script_values(cfg, run_dir), stage=STAGE_NAMES[cfg.train.stage], trainer=trainer_class,
                   config=config_class, trainer_import=trainer_import, beta=cfg.train.beta,
-                  start_adapter=start_adapter, start_run=cfg.model.adapter_from or "none", prompt_column=repr(column),
+                  start_adapter=start_adapter, start_run=cfg.model.adapter_from or "none",
                   ref=repr(REFERENCE_ADAPTER), trainer_args=export.SCRIPT_TRAINER_ARGS)
     return "\n".join([(_HEAD + export.SCRIPT_SETTINGS + _SETTINGS + export.SCRIPT_TRAIN_SETTINGS).format(**values),
-                      _MODEL, export._loader_code(ext, fmt, None), _PAIRS, export.SCRIPT_ROWS,
+                      _MODEL, export._loader_code(ext, fmt, None), pairs_code(column), export.SCRIPT_ROWS,
                       _TRAIN.format(**values)])
 
 
@@ -64,7 +64,6 @@ _SETTINGS = '''\
 # The adapter the run started from (a copy of run {start_run}'s, with its own LoRA settings),
 # or None: a new LoRA with the settings above
 START_ADAPTER = {start_adapter}
-PROMPT_COLUMN = {prompt_column}  # None: the prompt is what chosen and rejected share before their answers
 BETA = {beta}  # DPO: how far from the starting model; ORPO: the weight of the preference term
 '''
 
@@ -81,8 +80,14 @@ tokenizer = get_chat_template(tokenizer, chat_template=CHAT_TEMPLATE)
 # ---- 2. Data: load, pick rows, make each one TRL's conversational pair {prompt, chosen, rejected}
 '''
 
+def pairs_code(prompt_column: str | None) -> str:
+    """The script's reading of preference rows (the studio's rule: studio/pairs.py), for the SFT script too."""
+    return _PAIRS.format(roles=data_mod.ROLE_ALIASES, prompt_column=prompt_column)
+
+
 _PAIRS = '''
 ROLES = {roles!r}
+PROMPT_COLUMN = {prompt_column!r}  # None: the prompt is what chosen and rejected share before their answers
 
 
 def to_messages(value, role):
@@ -110,7 +115,7 @@ def pair(row):
     if isinstance(system, str) and system.strip() and prompt[0]["role"] != "system":
         prompt.insert(0, {{"role": "system", "content": system}})
     return {{"prompt": prompt, "chosen": chosen, "rejected": rejected}}
-'''.format(roles=data_mod.ROLE_ALIASES)
+'''
 
 _TRAIN = '''
 

@@ -491,7 +491,8 @@ def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
     train_set, token_left_out = prepared_rows(cfg, rows.ds, rows.train, tokenizer, files, "train", drop=cfg.data.drop)
     left_out = {**rows.left_out, **token_left_out}
     record_drops(files, cfg.data.drop, left_out, rows.used)
-    eval_set = prepared_rows(cfg, rows.eval_ds, rows.eval, tokenizer, files, "eval")[0] if rows.eval_ds else None
+    eval_set = prepared_rows(cfg, rows.eval_ds, rows.eval, tokenizer, files, "eval")[0] \
+        if rows.eval_ds is not None else None
     return train_set, len(left_out[prepare.NO_TRAINED_TOKENS]), rows.used, eval_set, rows.eval_prompts()
 
 

@@ -4,7 +4,6 @@ from (at Start and again in the worker), the exported script's reading of pairs,
 import ast
 import csv
 import json
-import os
 import re
 from pathlib import Path
 
@@ -245,7 +244,8 @@ def test_the_worker_checks_the_owner_again_and_copies_the_start_into_its_run(tmp
     assert (copied / "adapter_model.safetensors").read_bytes() == b"weights"
     assert json.loads((copied / "adapter_config.json").read_text())["base_model_name_or_path"] == "/models/base"
     (alice_sft / "adapter" / "adapter_model.safetensors").write_bytes(b"retrained")  # a Resume keeps its start
-    assert (preference.start_adapter(cfg, hers, "/models/base") / "adapter_model.safetensors").read_bytes() == b"weights"
+    again = preference.start_adapter(cfg, hers, "/models/base")
+    assert (again / "adapter_model.safetensors").read_bytes() == b"weights"
 
 
 # ---------------------------------------------------------------- what the tabs show, the script, the plot
@@ -257,28 +257,39 @@ def test_the_dataset_tab_shows_chosen_and_rejected_side_by_side():
     assert "7 + 5 = 12." in html and "7 + 5 = 14." in html
 
 
+def script_functions(text: str, functions: tuple[str, ...]) -> dict:
+    """Some functions of an exported script with the settings they read, run alone from the studio folder."""
+    tree = ast.parse(text)
+    wanted = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in functions)
+              or (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("DATA", "SPLIT", "ROLES",
+                                                                                     "PROMPT_COLUMN"))]
+    namespace = {"json": json}
+    exec(compile(ast.Module(body=wanted, type_ignores=[]), "train.py", "exec"), namespace)
+    return namespace
+
+
 @pytest.mark.parametrize("name", sorted(SHAPES))
-def test_the_exported_script_reads_pairs_as_the_studio_does(tmp_path, name):
+def test_the_exported_script_reads_pairs_as_the_studio_does(tmp_path, name, monkeypatch):
     path = shape_files(tmp_path)[name]
     cfg = bundled_preference_recipe()
     cfg.run_name = f"script-pairs-{name}"
     cfg.data.path = str(path)
     text = export.python_script(runs.create_run(cfg))
-    tree = ast.parse(text)
     assert "DPOTrainer(" in text and "BETA = 0.1  #" in text and "START_ADAPTER = None\n" in text
-    wanted = [n for n in tree.body if (isinstance(n, ast.FunctionDef) and n.name in ("load_rows", "to_messages", "pair"))
-              or (isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") in ("DATA", "SPLIT", "ROLES",
-                                                                                     "PROMPT_COLUMN"))]
-    namespace = {"json": json}
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        exec(compile(ast.Module(body=wanted, type_ignores=[]), "train.py", "exec"), namespace)
-        theirs = [namespace["pair"](row) for row in namespace["load_rows"]()]
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(REPO)  # the script runs from the studio folder
+    script = script_functions(text, ("load_rows", "to_messages", "pair"))
     ds = data.load_file(path)
-    assert theirs == [ds.pair(i).example() for i in range(len(ds))]
+    assert [script["pair"](row) for row in script["load_rows"]()] == [ds.pair(i).example() for i in range(len(ds))]
+
+
+def test_the_sft_script_on_pairs_trains_on_the_prompt_and_the_chosen_answer(monkeypatch):
+    cfg = RunConfig(run_name="script-sft-on-pairs")
+    cfg.data.source, cfg.data.path = "file", BUNDLED_PAIRS
+    text = export.python_script(runs.create_run(cfg))
+    monkeypatch.chdir(REPO)
+    script = script_functions(text, ("load_rows", "to_messages", "pair", "standardize"))
+    assert [script["standardize"](row) for row in script["load_rows"]()] == \
+        list(data.load_file(REPO / BUNDLED_PAIRS).iter_conversations())
 
 
 def test_the_orpo_script_imports_orpo_from_where_trl_has_it():

@@ -122,5 +122,5 @@ def template_pair(tokenizer, pair, stage: str, row: int, rows: int, max_length: 
     longest = max(counts["chosen_total"], counts["rejected_total"])
     cut = t("template_cut", request, n=max_length) if max_length and longest >= max_length else ""
     stats = t("template_pair_stats", request, row=row, rows=rows, stage=preference.STAGE_NAMES[stage], cut=cut,
-              **counts)
+              **counts) + (t("template_orpo_note", request) if stage == "orpo" else "")
     return stats, '<div class="pair-sides template-pair">' + "".join(columns) + "</div>"
