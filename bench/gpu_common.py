@@ -162,6 +162,8 @@ def token_lengths(tokenizer, rows: list[dict], max_length: int = 2048) -> list[i
 
 def non_padding_tokens(batch: dict, pad_id) -> int:
     """The trainer's "non_padding" count, on the CPU batch (no device sync)."""
+    if "chosen_attention_mask" in batch:  # ORPO: prompt + chosen and prompt + rejected (the studio counts the same)
+        return int(batch["chosen_attention_mask"].sum() + batch["rejected_attention_mask"].sum())
     if "attention_mask" in batch:
         return int(batch["attention_mask"].sum())
     ids = batch["input_ids"]

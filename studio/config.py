@@ -19,6 +19,8 @@ from studio.distributed import DistributedConfig  # no torch import: safe here
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_MODEL = "assets/tiny-qwen3"
 BUNDLED_DATA = "assets/sample_data/sample_chat.jsonl"
+BUNDLED_PAIRS = "assets/sample_data/sample_pairs.jsonl"  # preference pairs (the DPO/ORPO stage), a "file" source
+STAGES = ["sft", "dpo", "orpo"]  # supervised fine-tuning, then preference tuning (studio/preference.py)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
 GRADIENT_CHECKPOINTING = ["unsloth", "true", "false"]
@@ -36,6 +38,7 @@ class ModelConfig:
     max_seq_length: int = 512
     dtype: str = "auto"  # "auto" lets Unsloth pick bf16/fp16 on GPU, fp32 on CPU
     load_in_4bit: bool = False
+    adapter_from: str = ""  # a run id: start from that run's adapter (its owner's own run) instead of a new LoRA
 
 
 @dataclass
@@ -83,6 +86,8 @@ class TrainConfig:
     early_stopping_patience: int = 0  # stop after N evaluations without a better eval loss (0 = never)
     sample_prompts: list[str] = field(default_factory=lambda: list(SAMPLE_PROMPTS))  # answered at each eval
     report_to: str = "none"           # also log to: none | tensorboard | trackio | wandb (where installed)
+    stage: str = "sft"                # sft (conversations) | dpo | orpo (chosen/rejected pairs: TRL's trainers)
+    beta: float = 0.1                 # DPO's beta (how far from the reference it may move); ORPO's lambda
 
 
 @dataclass
@@ -333,6 +338,19 @@ def validate(cfg: RunConfig, context_length: int | None = None, visible_gpus: in
     from studio import distributed
     for name, code in distributed.validate(cfg.distributed, visible_gpus):
         bad(f"distributed.{name}", code)
+    if t.stage not in STAGES:
+        bad("stage", "err_choice")
+    if not (t.beta > 0 and math.isfinite(t.beta)):
+        bad("beta", "err_beta")
+    if m.adapter_from and t.stage == "sft":
+        bad("adapter_from", "err_adapter_from_sft")
+    if t.stage != "sft":  # what TRL's preference trainers do not do, said before anything starts
+        if t.packing:
+            bad("packing", "err_pref_packing")
+        if distributed.world_plan(cfg.distributed, visible_gpus).world_size > 1:
+            bad("distributed.gpus", "err_pref_one_gpu")
+        if set(cfg.data.drop) & {"render_error", "no_trained_tokens", "truncated"}:
+            bad("data.drop", "err_pref_drop")
     return errors
 
 
@@ -353,4 +371,13 @@ def chapter_recipe() -> RunConfig:
     )
 
 
-RECIPES = {"bundled": RunConfig, "chapter": chapter_recipe}
+def bundled_preference_recipe() -> RunConfig:
+    """DPO on the bundled sample of pairs (CPU, offline); pick an SFT run's adapter to start from on the Train tab."""
+    cfg = RunConfig(run_name="tiny-qwen3-dpo")
+    cfg.data.source, cfg.data.path = "file", BUNDLED_PAIRS
+    cfg.train.stage, cfg.train.beta = "dpo", 0.1
+    cfg.train.max_steps, cfg.train.learning_rate = 60, 2e-3
+    return cfg
+
+
+RECIPES = {"bundled": RunConfig, "chapter": chapter_recipe, "bundled_dpo": bundled_preference_recipe}

@@ -6,6 +6,7 @@ for ShareGPT, extended to OpenAI messages and Alpaca):
   sharegpt  conversations: [{from: human|gpt|system, value}]
   openai    messages:      [{role: user|assistant|system, content}]
   alpaca    instruction, input, output (+ optional system)
+and two of preference pairs (chosen/rejected, for DPO and ORPO: studio/pairs.py reads them).
 Every problem is raised as DataError naming the file, the row (1-based) and the field, with a message code
 whose words, English and Korean, are in MESSAGES below.
 """
@@ -34,7 +35,9 @@ ROLE_ALIASES = {
 }
 PAIR_KEYS = (("from", "value"), ("role", "content"))
 FORMAT_NAMES = {"sharegpt": "ShareGPT (conversations)", "openai": "OpenAI (messages)",
-                "alpaca": "Alpaca (instruction/output)"}
+                "alpaca": "Alpaca (instruction/output)", "pairs_text": "preference pairs (prompt/chosen/rejected text)",
+                "pairs_chat": "preference pairs (chosen/rejected conversations)"}
+PAIR_FORMATS = ("pairs_text", "pairs_chat")  # studio/pairs.py
 
 
 class DataError(ValueError):
@@ -184,6 +187,28 @@ MESSAGES = {
                           "알 수 없는 역할 '{role}'입니다(user/assistant/system, human/gpt 중 하나여야 합니다)"),
     "data_no_assistant": ("the conversation has no assistant reply to learn from",
                           "대화에 학습할 assistant 응답이 없습니다"),
+    # preference pairs (studio/pairs.py)
+    "data_pair_column": ("a preference dataset needs both 'chosen' and 'rejected' columns; '{key}' is missing",
+                         "선호 데이터셋에는 'chosen'과 'rejected' 열이 모두 있어야 하는데 '{key}' 열이 없습니다"),
+    "data_pair_missing": ("missing: every row of a preference dataset needs '{key}'",
+                          "없습니다. 선호 데이터셋의 모든 행에 '{key}'이(가) 있어야 합니다"),
+    "data_pair_kind": ("must be text or a list of messages, got {kind}",
+                       "텍스트나 메시지 목록이어야 하는데 {kind}입니다"),
+    "data_pair_no_prompt_column": ("chosen and rejected are text, so a prompt column is needed (prompt, question, "
+                                   "instruction or input); found {found}",
+                                   "chosen과 rejected가 텍스트이므로 프롬프트 열(prompt, question, instruction, input 중 "
+                                   "하나)이 있어야 합니다. 있는 열: {found}"),
+    "data_pair_no_prompt": ("chosen and rejected share no messages before their answers, and there is no prompt",
+                            "chosen과 rejected가 답변 앞에 공유하는 메시지가 없고, 프롬프트도 없습니다"),
+    "data_pair_no_user": ("the prompt has no user message", "프롬프트에 사용자(user) 메시지가 없습니다"),
+    "data_pair_not_answer": ("must be the assistant's answer after the prompt, got a '{role}' message",
+                             "프롬프트 뒤의 assistant 답변이어야 하는데 '{role}' 메시지가 있습니다"),
+    "data_pair_identical": ("is the same as 'chosen': a pair needs two different answers",
+                            "'chosen'과 같습니다. 한 쌍에는 서로 다른 두 답변이 있어야 합니다"),
+    "data_needs_pairs": ("{stage} learns from chosen/rejected pairs, and this dataset is {format}: choose a preference "
+                         "dataset (the bundled sample of pairs is {path})",
+                         "{stage}는 chosen/rejected 쌍으로 학습하는데 이 데이터셋은 {format} 형식입니다. 선호 데이터셋을 "
+                         "고르세요(내장 쌍 예제: {path})"),
     "data_bad_char": ("holds an invalid character (\\u{char}, half of an emoji or symbol) at character {at}; fix or "
                       "re-export the file",
                       "{at}번째 글자가 잘못된 문자(\\u{char}, 이모지나 기호의 절반)입니다. 고치거나 파일을 다시 "
@@ -209,8 +234,8 @@ class Dataset:
     """Rows as loaded (any sequence of dicts: a list, or a Hugging Face `datasets.Dataset`)."""
     name: str
     rows: Sequence[dict]
-    format: str  # sharegpt | openai | alpaca
-    conversation_column: str | None  # for sharegpt/openai
+    format: str  # sharegpt | openai | alpaca | pairs_text | pairs_chat
+    conversation_column: str | None  # for sharegpt/openai; for pairs, the prompt's column (None: implied)
     columns: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -218,11 +243,25 @@ class Dataset:
 
     @property
     def extra_columns(self) -> list[str]:
-        used = {self.conversation_column} if self.conversation_column else {"instruction", "input", "output", "system"}
+        if self.format in PAIR_FORMATS:
+            used = {self.conversation_column, "chosen", "rejected", "system"}
+        else:
+            used = {self.conversation_column} if self.conversation_column else {"instruction", "input", "output",
+                                                                                 "system"}
         return [c for c in self.columns if c not in used]
 
+    @property
+    def is_pairs(self) -> bool:
+        return self.format in PAIR_FORMATS
+
     def standardized(self, index: int) -> list[dict]:
+        """The row as one conversation (for pairs: the prompt and the chosen answer)."""
         return standardize_row(self.rows[index], self, index)
+
+    def pair(self, index: int):
+        """A preference row as studio.pairs.Pair (prompt, chosen, rejected messages)."""
+        from studio import pairs
+        return pairs.standardize(self.rows[index], self, index)
 
     def page(self, page: int, size: int = 10) -> tuple[list[dict], list[list[dict]]]:
         """Raw rows and their standardized conversations for one page (0-based); only these are touched."""
@@ -622,7 +661,7 @@ def _parse_csv(text: str, name: str) -> list[dict]:
     except (StopIteration, csv.Error) as exc:
         raise DataError("data_csv_header_unreadable", file=name, detail=str(exc)) from None
     header = [h.strip() for h in header]
-    if not any(h.lower() in ("instruction", "output", "messages", "conversations", "input") for h in header):
+    if not any(h.lower() in ("instruction", "output", "messages", "conversations", "input", "chosen") for h in header):
         raise DataError("data_csv_no_header", file=name, row=1, found=str(header[:6]))
     if len(set(header)) != len(header):
         raise DataError("data_csv_repeated_column", file=name, row=1)
@@ -664,6 +703,10 @@ def _make_dataset(name: str, rows: Sequence[dict], columns: list[str]) -> Datase
 
 
 def detect_format(rows: Sequence[dict], columns: list[str], name: str = "") -> tuple[str, str | None]:
+    from studio import pairs
+    found = pairs.detect(rows, columns, name)  # first: some preference sets also keep a 'messages' column
+    if found:
+        return found
     lower = {c.lower(): c for c in columns}
     for key in CONVERSATION_COLUMNS:
         if key in lower:
@@ -697,6 +740,10 @@ def _head(rows, n=20):
 
 def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
     """One row to [{role, content}], roles mapped to system/user/assistant."""
+    if ds.format in PAIR_FORMATS:
+        from studio import pairs
+        pair = pairs.standardize(row, ds, index)
+        return pair.prompt + pair.chosen
     where = dict(file=ds.name, row=index + 1)
     for key in [ds.conversation_column] if ds.conversation_column else ["instruction", "output"]:
         if key not in row:  # a row of another format (files are checked row by row, as they are read)
@@ -721,10 +768,21 @@ def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
         raise DataError("data_conv_not_list", column=column, kind=_kind(turns), **where)
     if not turns:
         raise DataError("data_conv_empty", column=column, **where)
-    role_key, content_key = ("from", "value") if ds.format == "sharegpt" else ("role", "content")
+    keys = ("from", "value") if ds.format == "sharegpt" else ("role", "content")
+    messages = read_messages(turns, column, where, keys)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise DataError("data_no_assistant", column=column, **where)
+    return messages
+
+
+def read_messages(turns: list, column: str, where: dict, keys: tuple[str, str] | None = None) -> list[dict]:
+    """A list of {role, content} or {from, value} messages as role/content with roles system/user/assistant; a
+    message that is not one says which (field '<column>[i].<key>'). keys None: each message's own pair of keys."""
     messages = []
     for t, turn in enumerate(turns):
         field_name = f"{column}[{t}]"
+        role_key, content_key = keys or (("from", "value") if isinstance(turn, dict) and "from" in turn
+                                         and "role" not in turn else ("role", "content"))
         if not isinstance(turn, dict):
             raise DataError("data_message_not_object", column=field_name, role_key=role_key,
                             content_key=content_key, kind=_kind(turn), **where)
@@ -741,8 +799,6 @@ def standardize_row(row: dict, ds: Dataset, index: int) -> list[dict]:
             raise DataError("data_not_text", column=f"{field_name}.{content_key}", kind=_kind(content), **where)
         _check_encodable(content, f"{field_name}.{content_key}", where)
         messages.append({"role": role, "content": content})
-    if not any(m["role"] == "assistant" for m in messages):
-        raise DataError("data_no_assistant", column=column, **where)
     return messages
 
 

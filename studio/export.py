@@ -611,41 +611,48 @@ def _int_set(values: list[int]) -> str:
                                  subsequent_indent="    ") + "\n}"
 
 
-def render_script(cfg: RunConfig, run_dir: Path) -> str:
-    fmt, column, ext = _data_facts(cfg)
-    dropped = dropped_rows(cfg, run_dir)
+def script_values(cfg: RunConfig, run_dir: Path) -> dict:
+    """The run's settings as the script states them (Python literals), for the _SCRIPT_* texts' fields."""
     d, m, lo, t = cfg.data, cfg.model, cfg.lora, cfg.train
     if d.source == "bundled":
         from studio.config import BUNDLED_DATA
         data_location = BUNDLED_DATA
     else:
         data_location = d.path
+    gc = {"true": True, "false": False}.get(lo.use_gradient_checkpointing, lo.use_gradient_checkpointing)
+    return dict(
+        run=Path(run_dir).name, script=script_name(run_dir), run_name=cfg.run_name, model_name=repr(m.name),
+        max_seq_length=m.max_seq_length, dtype="None" if m.dtype == "auto" else f"torch.{m.dtype}",
+        load_in_4bit=m.load_in_4bit, r=lo.r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
+        target_modules=repr(list(lo.target_modules)), bias=repr(lo.bias), gc=repr(gc),
+        random_state=lo.random_state, data_location=repr(data_location), split=repr(d.split),
+        max_rows=d.max_rows, template=repr(d.template), max_length=t.max_length, packing=t.packing,
+        batch=t.per_device_train_batch_size, accum=t.gradient_accumulation_steps, warmup=t.warmup_steps,
+        max_steps=t.max_steps, epochs=t.num_train_epochs, lr=repr(t.learning_rate), logging_steps=t.logging_steps,
+        optim=repr(t.optim), weight_decay=t.weight_decay, scheduler=repr(t.lr_scheduler_type), seed=t.seed,
+        save_steps=t.save_steps, save_total_limit=t.save_total_limit, checks=", ".join(d.drop) or "none",
+        dropped_rows=_int_set(dropped_rows(cfg, run_dir)))
+
+
+def render_script(cfg: RunConfig, run_dir: Path) -> str:
+    if cfg.train.stage != "sft":  # DPO / ORPO: TRL's preference trainers on the run's pairs
+        from studio import preference_script
+        return preference_script.render(cfg, run_dir)
+    fmt, column, ext = _data_facts(cfg)
+    d = cfg.data
     if d.template in templates.MARKERS:
         instruction_part, response_part = templates.MARKERS[d.template]
     else:  # Unsloth's auto-detection, done here once so the script states the markers it trains with
         from transformers import AutoTokenizer
         instruction_part, response_part = templates.markers(
             AutoTokenizer.from_pretrained(str(Path(run_dir) / "adapter")), d.template)
-    gc = {"true": True, "false": False}.get(lo.use_gradient_checkpointing, lo.use_gradient_checkpointing)
-    dtype = "None" if m.dtype == "auto" else f"torch.{m.dtype}"
-    parts = [_SCRIPT_HEAD.format(
-        run=Path(run_dir).name, script=script_name(run_dir), run_name=cfg.run_name, model_name=repr(m.name),
-        max_seq_length=m.max_seq_length,
-        dtype=dtype, load_in_4bit=m.load_in_4bit, r=lo.r, lora_alpha=lo.lora_alpha, lora_dropout=lo.lora_dropout,
-        target_modules=repr(list(lo.target_modules)), bias=repr(lo.bias), gc=repr(gc),
-        random_state=lo.random_state, data_location=repr(data_location), split=repr(d.split),
-        max_rows=d.max_rows, template=repr(d.template), responses_only=d.train_on_responses_only,
-        instruction_part=repr(instruction_part), response_part=repr(response_part),
-        max_length=t.max_length, packing=t.packing, batch=t.per_device_train_batch_size,
-        accum=t.gradient_accumulation_steps, warmup=t.warmup_steps, max_steps=t.max_steps,
-        epochs=t.num_train_epochs, lr=repr(t.learning_rate), logging_steps=t.logging_steps, optim=repr(t.optim),
-        weight_decay=t.weight_decay, scheduler=repr(t.lr_scheduler_type), seed=t.seed, save_steps=t.save_steps,
-        save_total_limit=t.save_total_limit, checks=", ".join(d.drop) or "none",
-        dropped_rows=_int_set(dropped))]
+    values = dict(script_values(cfg, run_dir), responses_only=d.train_on_responses_only,
+                  instruction_part=repr(instruction_part), response_part=repr(response_part))
+    parts = [(_SCRIPT_HEAD + SCRIPT_SETTINGS + _SCRIPT_SFT_SETTINGS + SCRIPT_TRAIN_SETTINGS).format(**values)]
     parts.append(_SCRIPT_MODEL)
     parts.append(_loader_code(ext, fmt, column))
     parts.append(_standardize_code(fmt, column))
-    parts.append(_SCRIPT_TRAIN)
+    parts.append(SCRIPT_ROWS + _SCRIPT_TRAIN)
     return "\n".join(parts)
 
 
@@ -671,7 +678,9 @@ import random
 import torch
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
+'''
 
+SCRIPT_SETTINGS = '''
 # ---- Settings (from the run's config.yaml)
 MODEL_NAME = {model_name}  # Hub id or local folder
 MAX_SEQ_LENGTH = {max_seq_length}
@@ -693,12 +702,17 @@ CHAT_TEMPLATE = {template}
 # The rows the run left out (0-based): those its data checks found (config.yaml data.drop: {checks}) and those with
 # no trained token left after the cut, as the run recorded them (dropped_rows.json).
 DROPPED_ROWS = {dropped_rows}
+'''
+
+_SCRIPT_SFT_SETTINGS = '''\
 TRAIN_ON_RESPONSES_ONLY = {responses_only}
 INSTRUCTION_PART = {instruction_part}
 RESPONSE_PART = {response_part}
-
-MAX_LENGTH = {max_length}
 PACKING = {packing}
+'''
+
+SCRIPT_TRAIN_SETTINGS = '''
+MAX_LENGTH = {max_length}
 BATCH_SIZE = {batch}
 GRADIENT_ACCUMULATION_STEPS = {accum}
 WARMUP_STEPS = {warmup}
@@ -780,6 +794,16 @@ def load_rows():
 
 
 def _standardize_code(fmt: str, column: str | None) -> str:
+    from studio.data import PAIR_FORMATS
+    if fmt in PAIR_FORMATS:  # SFT on preference pairs: on the prompt and the chosen answer
+        from studio.preference_script import pairs_code
+        return pairs_code(column) + '''
+
+def standardize(row):
+    """A preference row -> the prompt and the chosen answer, one conversation."""
+    row = pair(row)
+    return row["prompt"] + row["chosen"]
+'''
     if fmt == "alpaca":
         return '''
 def standardize(row):
@@ -807,7 +831,30 @@ def standardize(row):
 '''
 
 
-_SCRIPT_TRAIN = '''
+# The trainer's settings every stage's script passes to its TRL config (SFTConfig, DPOConfig, ORPOConfig)
+SCRIPT_TRAINER_ARGS = '''\
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=BATCH_SIZE,
+        gradient_accumulation_steps=GRADIENT_ACCUMULATION_STEPS,
+        warmup_steps=WARMUP_STEPS,
+        max_steps=MAX_STEPS if MAX_STEPS > 0 else -1,
+        num_train_epochs=NUM_TRAIN_EPOCHS,
+        learning_rate=LEARNING_RATE,
+        logging_steps=LOGGING_STEPS,
+        # bitsandbytes' 8-bit optimizers need a GPU
+        optim="adamw_torch" if not on_gpu and "8bit" in OPTIM else OPTIM,
+        weight_decay=WEIGHT_DECAY,
+        lr_scheduler_type=LR_SCHEDULER,
+        seed=SEED,
+        data_seed=SEED,
+        save_strategy="steps" if SAVE_STEPS > 0 else "no",
+        save_steps=SAVE_STEPS if SAVE_STEPS > 0 else 500,
+        save_total_limit=SAVE_TOTAL_LIMIT,
+        report_to="none",
+        gradient_checkpointing=bool(GRADIENT_CHECKPOINTING),  # TRL's default is on; the LoRA setting above decides
+'''
+
+SCRIPT_ROWS = '''
 def training_rows(n):
     """The studio's row rule: a run that stops after MAX_STEPS sees at most this many rows, picked at random
     (seeded); less the rows the run left out."""
@@ -816,7 +863,9 @@ def training_rows(n):
     if MAX_STEPS > 0 and n > k:
         indices = sorted(random.Random(SEED).sample(range(n), k))
     return [i for i in indices if i not in DROPPED_ROWS]
+'''
 
+_SCRIPT_TRAIN = '''
 
 rows = load_rows()
 n = min(len(rows), MAX_ROWS) if MAX_ROWS else len(rows)
@@ -836,26 +885,9 @@ trainer = SFTTrainer(
     args=SFTConfig(
         output_dir=OUTPUT_DIR,
         dataset_text_field="text",
-        max_length=MAX_LENGTH,
         packing=PACKING,
-        per_device_train_batch_size=BATCH_SIZE,
-        gradient_accumulation_steps=GRADIENT_ACCUMULATION_STEPS,
-        warmup_steps=WARMUP_STEPS,
-        max_steps=MAX_STEPS if MAX_STEPS > 0 else -1,
-        num_train_epochs=NUM_TRAIN_EPOCHS,
-        learning_rate=LEARNING_RATE,
-        logging_steps=LOGGING_STEPS,
-        # bitsandbytes' 8-bit optimizers need a GPU
-        optim="adamw_torch" if not on_gpu and "8bit" in OPTIM else OPTIM,
-        weight_decay=WEIGHT_DECAY,
-        lr_scheduler_type=LR_SCHEDULER,
-        seed=SEED,
-        save_strategy="steps" if SAVE_STEPS > 0 else "no",
-        save_steps=SAVE_STEPS if SAVE_STEPS > 0 else 500,
-        save_total_limit=SAVE_TOTAL_LIMIT,
-        report_to="none",
         dataset_num_proc=1,
-        gradient_checkpointing=bool(GRADIENT_CHECKPOINTING),  # TRL's default is on; the LoRA setting above decides
+''' + SCRIPT_TRAINER_ARGS + '''\
     ),
 )
 if TRAIN_ON_RESPONSES_ONLY:

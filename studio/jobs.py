@@ -73,6 +73,8 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
                     raise
     except data.DataError as exc:  # detail: English (logs, the API); the UI says `cause` in the person's language
         raise Refused("err_data", detail=str(exc), cause=exc) from None
+    from studio import preference
+    preference.check_start(cfg, ds, user)  # DPO/ORPO want pairs; a run to start from must be the person's own
     return ds
 
 

@@ -85,15 +85,19 @@ def trained_segments(tokenizer, text: str, instruction_part: str, response_part:
     mask_fn = train_on_responses_only(None, instruction_part=instruction_part, response_part=response_part,
                                       tokenizer=tokenizer, return_function=True)
     labels = mask_fn({"input_ids": [ids]})["labels"][0]
-    segments: list[Segment] = []
+    trained = [x != -100 for x in labels]
+    return segments(tokenizer, ids, trained), sum(trained), len(ids)
+
+
+def segments(tokenizer, ids: list[int], trained: list[bool]) -> list[Segment]:
+    """Token ids as runs of text that are all trained or all not, decoded as they are (special tokens kept)."""
+    out: list[Segment] = []
     start = 0
     for i in range(1, len(ids) + 1):
-        if i == len(ids) or (labels[i] != -100) != (labels[start] != -100):
-            chunk = tokenizer.decode(ids[start:i], skip_special_tokens=False)
-            segments.append(Segment(chunk, labels[start] != -100))
+        if i == len(ids) or trained[i] != trained[start]:
+            out.append(Segment(tokenizer.decode(ids[start:i], skip_special_tokens=False), trained[start]))
             start = i
-    trained = sum(1 for x in labels if x != -100)
-    return segments, trained, len(ids)
+    return out
 
 
 class TokenizerCache:

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from studio import checks, data as data_mod, distributed as dist, prepare, templates
@@ -214,8 +215,9 @@ def make_callback(files: RunFiles, start_reserved_gb: float):
             logs = dict(logs or {})
             if "train_loss" in logs:
                 return  # the final summary goes into the end event
-            if "eval_loss" in logs:
-                files.event("eval", step=state.global_step, eval_loss=logs["eval_loss"])
+            if "eval_loss" in logs:  # with the preference stages' reward figures on the held-out pairs
+                files.event("eval", step=state.global_step, eval_loss=logs["eval_loss"],
+                            **{k: v for k, v in logs.items() if k.startswith("eval_rewards/")})
                 return
             now = time.time()
             tokens = getattr(state, "num_input_tokens_seen", 0) or 0
@@ -309,8 +311,10 @@ def count_tokens_lazily(trainer) -> None:
     def track(inputs):
         if "attention_mask" in inputs:
             n = inputs["attention_mask"].sum()
-        else:
+        elif "input_ids" in inputs:
             n = inputs["input_ids"].numel()
+        else:  # ORPO's batch: prompt + chosen and prompt + rejected, one mask each
+            n = inputs["chosen_attention_mask"].sum() + inputs["rejected_attention_mask"].sum()
         pending[:] = [pending[0] + n] if pending else [n]
 
     def fold():  # every rank logs and saves at the same steps: the sum over ranks is one all_reduce per log
@@ -334,9 +338,9 @@ def report_targets(wanted: str, files: RunFiles | None = None) -> str:
     return wanted if package else "none"
 
 
-def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, evaluating: bool = False,
-               files: RunFiles | None = None):
-    from trl import SFTConfig
+def trainer_args(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, evaluating: bool = False,
+                 files: RunFiles | None = None) -> dict:
+    """The settings every stage's TRL config takes (SFTConfig, DPOConfig, ORPOConfig): the form's, as given."""
     t = cfg.train
     optim = t.optim
     if not on_gpu and "8bit" in optim:
@@ -351,11 +355,10 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         extra = dict(eval_strategy="steps", eval_steps=every, save_strategy="steps", save_steps=every,
                      load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
                      per_device_eval_batch_size=t.per_device_train_batch_size)
-    return SFTConfig(
+    return dict(
         **extra,
         output_dir=str(run_dir / "checkpoints"),
         max_length=t.max_length,
-        packing=t.packing,
         per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         warmup_steps=t.warmup_steps,
@@ -372,14 +375,23 @@ def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, eva
         include_num_input_tokens_seen="non_padding",  # tokens/s in the live figures
         report_to=report_targets(t.report_to, files),
         dataset_num_proc=1,
-        # The rows come prepared: tokenized, masked, truncated, rows with no reply dropped (studio/prepare.py,
-        # equal to TRL's output: tests/test_templates.py). TRL's own pass over them (and Unsloth's on a GPU) is
-        # serial Python: 43-46 s before step 1 of an epoch on 100k rows (bench/gpu_trl_pass.py). Packing needs it.
-        dataset_kwargs={"skip_prepare_dataset": True} if not t.packing else None,
         # stated, not TRL's default (on): Unsloth's CPU path took that over the LoRA setting's "false" and
         # recomputed every layer (a quarter of each step); "unsloth"/"true" set up the model's own kind of it
         gradient_checkpointing=cfg.lora.use_gradient_checkpointing != "false",
         ddp_find_unused_parameters=False if dist.world_size() > 1 else None,  # no graph walk per step
+    )
+
+
+def sft_config(cfg: RunConfig, run_dir: Path, on_gpu: bool, n_rows: int = 0, evaluating: bool = False,
+               files: RunFiles | None = None):
+    from trl import SFTConfig
+    return SFTConfig(
+        **trainer_args(cfg, run_dir, on_gpu, n_rows, evaluating, files),
+        packing=cfg.train.packing,
+        # The rows come prepared: tokenized, masked, truncated, rows with no reply dropped (studio/prepare.py,
+        # equal to TRL's output: tests/test_templates.py). TRL's own pass over them (and Unsloth's on a GPU) is
+        # serial Python: 43-46 s before step 1 of an epoch on 100k rows (bench/gpu_trl_pass.py). Packing needs it.
+        dataset_kwargs={"skip_prepare_dataset": True} if not cfg.train.packing else None,
         # several ranks: each step's rows (the same ones one GPU would take) split into micro-batches of equal
         # cost, so no rank waits for the longest (studio/balance.py); one rank keeps plain shuffling
         train_sampling_strategy="batch_rebalance" if dist.world_size() > 1 and cfg.distributed.balance
@@ -445,10 +457,32 @@ def prepared_rows(cfg: RunConfig, ds, indices, tokenizer, files: RunFiles, what:
     return prepared, left_out
 
 
-def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
-    """The rows this run trains on (and evaluates on), prepared or reused from the cache.
+@dataclass
+class RunRows:
+    """The rows a run uses, before any tokenizing."""
+    ds: data_mod.Dataset
+    train: list[int] | None            # rows of ds it trains on (None: every row), data.drop's text checks applied
+    eval_ds: data_mod.Dataset | None   # what it evaluates on, if anything
+    eval: list[int]                    # rows of eval_ds
+    left_out: dict[str, list[int]]     # data.drop's text checks: the rows each left out
+    used: int                          # rows picked before data.drop
 
-    Returns (train dataset, rows dropped, rows used, eval dataset or None, the eval rows' first user turns)."""
+    @property
+    def count(self) -> int:
+        return len(self.ds) if self.train is None else len(self.train)
+
+    def eval_prompts(self, n: int = 2) -> list[str]:
+        """The first user turns of a few held-out rows: they join the sample prompts answered at each eval."""
+        found = []
+        for i in self.eval[:n] if self.eval_ds is not None else []:
+            first_user = next((m["content"] for m in self.eval_ds.standardized(i) if m["role"] == "user"), None)
+            if first_user:
+                found.append(first_user[:500])
+        return found
+
+
+def run_rows(cfg: RunConfig, files: RunFiles, world: int = 1) -> RunRows:
+    """Load the run's data and pick its rows (the eval holdout, the max_steps sample, data.drop's text checks)."""
     files.phase("data")
     allowed = data_mod.allowed_roots(folder.read_meta(files.dir).get("owner"))
     token = os.environ.get("HF_TOKEN")
@@ -470,18 +504,21 @@ def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
     gone = {i for rows in left_out.values() for i in rows}
     if gone:
         indices = [i for i in (range(len(ds)) if indices is None else indices) if i not in gone]
-    files.phase("prepare", done=0, total=len(ds) if indices is None else len(indices), unit="rows")
-    train_set, token_left_out = prepared_rows(cfg, ds, indices, tokenizer, files, "train", drop=d.drop)
-    left_out.update(token_left_out)
-    record_drops(files, d.drop, left_out, used)
-    eval_set, eval_users = None, []
-    if eval_ds is not None:
-        eval_set, _ = prepared_rows(cfg, eval_ds, split.eval, tokenizer, files, "eval")
-        for i in split.eval[:2]:  # two held-out questions join the sample prompts
-            first_user = next((m["content"] for m in eval_ds.standardized(i) if m["role"] == "user"), None)
-            if first_user:
-                eval_users.append(first_user[:500])
-    return train_set, len(left_out[prepare.NO_TRAINED_TOKENS]), used, eval_set, eval_users
+    return RunRows(ds, indices, eval_ds, split.eval, left_out, used)
+
+
+def build_dataset(cfg: RunConfig, tokenizer, files: RunFiles, world: int = 1):
+    """The rows this run trains on (and evaluates on), prepared or reused from the cache.
+
+    Returns (train dataset, rows dropped, rows used, eval dataset or None, the eval rows' first user turns)."""
+    rows = run_rows(cfg, files, world)
+    files.phase("prepare", done=0, total=rows.count, unit="rows")
+    train_set, token_left_out = prepared_rows(cfg, rows.ds, rows.train, tokenizer, files, "train", drop=cfg.data.drop)
+    left_out = {**rows.left_out, **token_left_out}
+    record_drops(files, cfg.data.drop, left_out, rows.used)
+    eval_set = prepared_rows(cfg, rows.eval_ds, rows.eval, tokenizer, files, "eval")[0] \
+        if rows.eval_ds is not None else None
+    return train_set, len(left_out[prepare.NO_TRAINED_TOKENS]), rows.used, eval_set, rows.eval_prompts()
 
 
 def record_drops(files: RunFiles, wanted, left_out: dict, used: int) -> None:
@@ -504,53 +541,39 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     dist.setup_device()  # cuda:LOCAL_RANK under torchrun (Unsloth loads onto it)
     on_gpu = torch.cuda.is_available()
 
-    # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules.
+    # 1. Model: FastLanguageModel.from_pretrained, then LoRA adapters on the chosen modules (or, for a preference
+    # run that starts from an earlier run's adapter, the base with that adapter, trainable).
     source = model_source(cfg, files)
+    start_adapter = None
+    if cfg.model.adapter_from:
+        from studio import preference
+        start_adapter = preference.start_adapter(cfg, run_dir, source)  # the owner is checked again here
     files.phase("model_load")
     if os.environ.get("STUDIO_FAULT_SLOW_PHASE") == "model_load":  # tests: a load as slow as a big model's
         time.sleep(60)
     dtype = None if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        source, max_seq_length=cfg.model.max_seq_length, dtype=dtype,
-        load_in_4bit=cfg.model.load_in_4bit and on_gpu, token=os.environ.get("HF_TOKEN"))
     gc = {"true": True, "false": False}.get(cfg.lora.use_gradient_checkpointing, cfg.lora.use_gradient_checkpointing)
-    model = FastLanguageModel.get_peft_model(
-        model, r=cfg.lora.r, lora_alpha=cfg.lora.lora_alpha, lora_dropout=cfg.lora.lora_dropout,
-        target_modules=cfg.lora.target_modules, bias=cfg.lora.bias, use_gradient_checkpointing=gc,
-        random_state=cfg.lora.random_state)
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        str(start_adapter or source), max_seq_length=cfg.model.max_seq_length, dtype=dtype,
+        load_in_4bit=cfg.model.load_in_4bit and on_gpu, token=os.environ.get("HF_TOKEN"),
+        **({"use_gradient_checkpointing": gc} if start_adapter else {}))
+    if start_adapter is None:
+        model = FastLanguageModel.get_peft_model(
+            model, r=cfg.lora.r, lora_alpha=cfg.lora.lora_alpha, lora_dropout=cfg.lora.lora_dropout,
+            target_modules=cfg.lora.target_modules, bias=cfg.lora.bias, use_gradient_checkpointing=gc,
+            random_state=cfg.lora.random_state)
     trainable, total = model.get_nb_trainable_parameters()
     files.event("model", trainable=trainable, total=total, on_gpu=on_gpu,
-                load_in_4bit=cfg.model.load_in_4bit and on_gpu)
+                load_in_4bit=cfg.model.load_in_4bit and on_gpu, adapter_from=cfg.model.adapter_from or None)
 
-    # 2. Data: standardize to role/content, render with the chat template, tokenize, mask the prompts.
+    # 2-3. Data and trainer, the stage's own: SFT below; DPO and ORPO on chosen/rejected pairs in studio/preference.py
     tokenizer = templates.apply_template(tokenizer, cfg.data.template)
-    train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files, dist.world_size())
-    for prepared in (train_dataset, eval_dataset):  # every row is cut to max_length already: Unsloth's mark for
-        if prepared is not None:                     # it, so it keeps padding-free batches without its own pass
-            prepared._unsloth_truncated_to = cfg.train.max_length
-    if cfg.data.train_on_responses_only:
-        files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
-    if len(train_dataset) == 0:
-        raise ValueError("no row has a response left after truncation: raise max_length")
-
-    # 3. Trainer (the dataset is already tokenized and masked: TRL uses input_ids and labels as they are).
-    files.phase("trainer")
-    from trl import SFTTrainer
-    start_reserved = torch.cuda.max_memory_reserved() / GIB if on_gpu else 0.0
-    args = sft_config(cfg, run_dir, on_gpu, len(train_dataset), evaluating=eval_dataset is not None, files=files)
-    callbacks = [make_callback(files, start_reserved)]
-    if eval_dataset is not None:
-        from transformers import EarlyStoppingCallback
-        callbacks.append(make_sample_callback(files, tokenizer, list(cfg.train.sample_prompts) + eval_users))
-        if cfg.train.early_stopping_patience:
-            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
-                         eval_dataset=eval_dataset, args=args, callbacks=callbacks)
-    studio_callback = callbacks[0]
-    from studio import balance  # acts where sft_config asked for balanced ranks
-    balance.install(trainer, cfg.train.seed, balance.attention_share(model.config, total))
-    if on_gpu or dist.world_size() > 1:  # else transformers gathers across ranks on every micro-batch
-        count_tokens_lazily(trainer)
+    if cfg.train.stage == "sft":
+        trainer, studio_callback, start_reserved = sft_trainer(cfg, run_dir, model, tokenizer, files, on_gpu, total)
+    else:
+        from studio import preference
+        trainer, studio_callback, start_reserved = preference.build_trainer(cfg, run_dir, model, tokenizer, files,
+                                                                            on_gpu)
     files.event("memory_start", start_reserved_gb=round(start_reserved, 3), **memory_figures(start_reserved))
 
     checkpoint = folder.last_checkpoint(run_dir) if resume else None
@@ -573,7 +596,7 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
                # as trained, not as asked: TRL's config default once turned it on behind a "false"
                "gradient_checkpointing": any(getattr(m, "gradient_checkpointing", False) for m in model.modules()),
                **memory_figures(start_reserved)}
-    if eval_dataset is not None and trainer.state.best_model_checkpoint:
+    if trainer.args.load_best_model_at_end and trainer.state.best_model_checkpoint:
         # load_best_model_at_end: the adapter saved above is the best checkpoint's
         summary.update(best_step=int(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1]),
                        best_eval_loss=trainer.state.best_metric,
@@ -581,6 +604,46 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     files.event("end", stopped=stopped, phases=files.status["phases"], **summary)
     files.set(state="stopped" if stopped else "completed", ended_at=time.time(), **summary)
     return 0
+
+
+def stage_callbacks(cfg: RunConfig, files: RunFiles, tokenizer, start_reserved: float, eval_prompts=None) -> list:
+    """The live figures and the STOP file (first: the run asks it whether it stopped); with an eval set, the sample
+    answers at each evaluation and early stopping."""
+    callbacks = [make_callback(files, start_reserved)]
+    if eval_prompts is not None:
+        from transformers import EarlyStoppingCallback
+        callbacks.append(make_sample_callback(files, tokenizer, list(cfg.train.sample_prompts) + eval_prompts))
+        if cfg.train.early_stopping_patience:
+            callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    return callbacks
+
+
+def sft_trainer(cfg: RunConfig, run_dir: Path, model, tokenizer, files: RunFiles, on_gpu: bool, total_params: int):
+    """SFTTrainer on the rows prepared here (standardized, rendered with the chat template, tokenized, the prompts
+    masked). Returns (trainer, the studio's callback, GPU memory reserved before training)."""
+    import torch
+    train_dataset, dropped, used, eval_dataset, eval_users = build_dataset(cfg, tokenizer, files, dist.world_size())
+    for prepared in (train_dataset, eval_dataset):  # every row is cut to max_length already: Unsloth's mark for
+        if prepared is not None:                     # it, so it keeps padding-free batches without its own pass
+            prepared._unsloth_truncated_to = cfg.train.max_length
+    if cfg.data.train_on_responses_only:
+        files.event("dropped", count=dropped, total=used)  # rows with no response left after truncation
+    if len(train_dataset) == 0:
+        raise ValueError("no row has a response left after truncation: raise max_length")
+
+    # The dataset is already tokenized and masked: TRL uses input_ids and labels as they are.
+    files.phase("trainer")
+    from trl import SFTTrainer
+    start_reserved = torch.cuda.max_memory_reserved() / GIB if on_gpu else 0.0
+    args = sft_config(cfg, run_dir, on_gpu, len(train_dataset), evaluating=eval_dataset is not None, files=files)
+    callbacks = stage_callbacks(cfg, files, tokenizer, start_reserved, eval_users if eval_dataset is not None else None)
+    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, args=args, callbacks=callbacks)
+    from studio import balance  # acts where sft_config asked for balanced ranks
+    balance.install(trainer, cfg.train.seed, balance.attention_share(model.config, total_params))
+    if on_gpu or dist.world_size() > 1:  # else transformers gathers across ranks on every micro-batch
+        count_tokens_lazily(trainer)
+    return trainer, callbacks[0], start_reserved
 
 
 def failure_hint(exc: BaseException) -> str:

@@ -66,7 +66,9 @@ def test_every_data_message_has_both_languages_and_the_same_placeholders():
 
 
 def test_every_code_that_data_py_raises_exists_and_every_message_is_used():
-    source = (REPO / "studio" / "data.py").read_text(encoding="utf-8")
+    # data.py and the modules that raise its errors (preference pairs)
+    source = "\n".join((REPO / "studio" / name).read_text(encoding="utf-8")
+                       for name in ("data.py", "pairs.py", "preference.py"))
     tree_ = ast.parse(source)
     raised = {node.args[0].value for node in ast.walk(tree_)
               if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "DataError"

@@ -448,18 +448,23 @@ def test_script_picks_rows_by_the_studio_rule(runs_dir, tmp_path):
     assert f"{STEPS * 8} training rows (of 600)" in proc.stdout
 
 
-@pytest.mark.slow
-def test_script_reproduces_the_workers_loss_curve(trained_run, tmp_path):
+def run_script(run_dir: Path, tmp_path: Path):
+    """The run's exported script, run from the studio folder: (the process, the per-step losses it logged)."""
     script = tmp_path / "train.py"
-    script.write_text(export.python_script(trained_run))
+    script.write_text(export.python_script(run_dir))
     history = tmp_path / "history.json"
     env = {**os.environ, "LOG_HISTORY_JSON": str(history), "OUTPUT_DIR": str(tmp_path / "out"),
            "ADAPTER_DIR": str(tmp_path / "adapter")}
     proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, [e["loss"] for e in json.loads(history.read_text()) if "loss" in e]
+
+
+@pytest.mark.slow
+def test_script_reproduces_the_workers_loss_curve(trained_run, tmp_path):
+    proc, script_losses = run_script(trained_run, tmp_path)
     assert f"{STEPS * 8} training rows (of 600)" in proc.stdout, proc.stdout[-2000:]
-    script_losses = [e["loss"] for e in json.loads(history.read_text()) if "loss" in e]
     tail = runs.MetricsTail(trained_run / "metrics.jsonl")
     tail.read_new()
     worker_losses = [e["loss"] for e in tail.logs]

@@ -331,7 +331,7 @@ _cache_lock = threading.Lock()
 
 
 def run_facts(run_dir: Path, inode: int | None = None) -> dict | None:
-    """Owner, name, model, dataset, max_steps of a run (None: not a readable run folder)."""
+    """Owner, name, model, dataset, max_steps, stage of a run (None: not a readable run folder)."""
     run_dir = Path(run_dir)
     try:
         key = (inode if inode is not None else os.stat(run_dir).st_ino,)
@@ -346,7 +346,7 @@ def run_facts(run_dir: Path, inode: int | None = None) -> dict | None:
     except (ValueError, OSError):
         return None
     facts = {"owner": read_meta(run_dir).get("owner", LOCAL_OWNER), "name": cfg.run_name, "model": cfg.model.name,
-             "dataset": cfg.data.path, "max_steps": cfg.train.max_steps}
+             "dataset": cfg.data.path, "max_steps": cfg.train.max_steps, "stage": cfg.train.stage}
     with _cache_lock:
         _facts[run_dir.name] = (key, facts)
     return facts

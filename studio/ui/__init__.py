@@ -9,6 +9,7 @@ from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
 from studio.ui import (api, chat_tab, data_checks, dataset_tab, downloads, export_tab, model_tab, runs_tab, template_tab,
                        train_tab)
+from studio.ui import preference_view
 from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
 
@@ -48,6 +49,7 @@ def build_app() -> gr.Blocks:
                 template = template_tab.build(I, cfg)
                 checks_view = data_checks.build_template_view(I)
             with gr.Tab(I("tab_train"), id="train"):
+                stage = preference_view.build(I, cfg)  # SFT, or preference tuning (DPO, ORPO)
                 train = train_tab.build(I, cfg)
             with gr.Tab(I("tab_chat"), id="chat") as chat_page:
                 chat = chat_tab.build(I, cfg)
@@ -58,14 +60,15 @@ def build_app() -> gr.Blocks:
 
         # The form: each config.yaml field and the one component that edits it.
         fields = {**model.config_fields(), **dataset.config_fields(), **checks_panel.config_fields(),
-                  **template.config_fields(), **train.config_fields()}
+                  **template.config_fields(), **stage.config_fields(), **train.config_fields()}
         keys, form = list(fields), list(fields.values())
 
         model_tab.wire(model, keys, form)
         dataset_tab.wire(dataset, model.token)
         template_tab.wire(template, model.name, dataset, train.fields["train.max_length"],
-                          train.fields["data.train_on_responses_only"], model.token)
+                          train.fields["data.train_on_responses_only"], model.token, stage.stage)
         train_tab.wire(train, keys, form, model.token, browser_run)
+        preference_view.wire(stage, keys, form, dataset.source, dataset.path, train.finished)
         data_checks.wire(checks_panel, checks_view, keys, form, model.token)
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
@@ -100,6 +103,7 @@ def build_app() -> gr.Blocks:
         demo.load(who, None, identity, api_visibility="private")
         demo.unload(chat_tab.forget_session)  # a closed tab's chat models let go
         demo.load(**refresh_chat)
+        demo.load(preference_view.start_choices, None, stage.adapter_from, api_visibility="private")
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
                   api_visibility="private")
         demo.load(dataset_tab.preview_first,

@@ -58,7 +58,8 @@ def choices(user, base_model: str, request=None) -> list[tuple[str, str]]:
     out = []
     for r in jobs.visible_runs(user) if user else []:
         if r["has_adapter"]:
-            label = f"{r['id']} · {t('state_' + r['state'], request)}"
+            stage = f" · {r['stage'].upper()}" if r.get("stage", "sft") != "sft" else ""  # a preference run
+            label = f"{r['id']}{stage} · {t('state_' + r['state'], request)}"
             out.append((label + (f" · loss {r['train_loss']:.3f}" if r.get("train_loss") else ""), r["id"]))
     return out + [(t("chat_base", request, name=base_model), BASE)]
 

@@ -101,14 +101,18 @@ def preview(source: str, path: str, split: str, max_rows, page, token: str = "",
         pages = max(1, -(-len(ds) // PAGE_SIZE))
         page = min(max(1, int(page or 1)), pages)
         raw, std = ds.page(page - 1, PAGE_SIZE)
+        first = (page - 1) * PAGE_SIZE
+        if ds.is_pairs:  # preference pairs: the prompt, then chosen and rejected side by side
+            from studio.ui import preference_view
+            view = preference_view.pairs_html([ds.pair(first + n) for n in range(len(raw))], first, request)
+        else:
+            view = conversations_html(std, first, request)
     except data.DataError as exc:
         raise gr.Error(say_data(exc, request)) from None
     extra = ", ".join(f"`{c}`" for c in ds.extra_columns) or "—"
     info = t("data_info", request, name=ds.name, rows=len(ds), fmt=t(f"fmt_{ds.format}", request), extra=extra,
              page=page, pages=pages)
-    first = (page - 1) * PAGE_SIZE
-    return (info, page, [{"row": first + i + 1, **_trim(r)} for i, r in enumerate(raw)],
-            conversations_html(std, first, request))
+    return info, page, [{"row": first + i + 1, **_trim(r)} for i, r in enumerate(raw)], view
 
 
 def _trim(row: dict, limit: int = 400):

@@ -468,9 +468,9 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 def _with_module_messages() -> None:
     """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py,
-    studio/data.py, studio/export.py, studio/gguf_export.py, studio/checks.py)."""
-    from studio import checks, distributed, export, fit, gguf_export
-    for module in (distributed, fit, data, export, gguf_export, checks):
+    studio/data.py, studio/export.py, studio/gguf_export.py, studio/checks.py, studio/preference.py)."""
+    from studio import checks, distributed, export, fit, gguf_export, preference
+    for module in (distributed, fit, data, export, gguf_export, checks, preference):
         STRINGS.update(module.MESSAGES)
 
 

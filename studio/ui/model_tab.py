@@ -47,7 +47,8 @@ class ModelTab:
 
 def build(I, cfg: RunConfig) -> ModelTab:
     with gr.Row():
-        recipe = gr.Radio([(I("recipe_bundled"), "bundled"), (I("recipe_chapter"), "chapter")], value="bundled",
+        recipe = gr.Radio([(I("recipe_bundled"), "bundled"), (I("recipe_chapter"), "chapter"),
+                           (I("recipe_dpo"), "bundled_dpo")], value="bundled",
                           label=I("recipe"), info=I("recipe_info"), scale=4)
         apply_recipe = gr.Button(I("apply_recipe"), scale=1)
     with gr.Row():

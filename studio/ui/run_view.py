@@ -104,6 +104,9 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
             what = ", ".join(f"{t('check_' + code, request)} {n:,}" for code, n in e["counts"].items() if n)
             lines.append(t("sum_data_drop", request, total=e["total"], rows=e["rows"],
                            what=what or t("check_none", request)))
+        elif e.get("event") == "preference":  # DPO/ORPO (studio/preference.py)
+            lines.append(t("sum_preference", request, stage=e["stage"].upper(), beta=e["beta"], pairs=e["pairs"],
+                           start=e.get("adapter_from") or t("adapter_from_base", request)))
         elif e.get("event") == "memory_start" and e.get("device") == "cuda":
             lines.append(t("sum_gpu", request, gpu=e["gpu_name"], total=e["total_gb"], reserved=e["start_reserved_gb"]))
     end = next((e for e in reversed(events) if e.get("event") == "end"), None)
@@ -112,6 +115,11 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
         lines += [t("sum_seconds", request, s=rt), t("sum_minutes", request, m=rt / 60)]
         if end.get("train_loss") is not None:
             lines.append(t("sum_loss", request, loss=end["train_loss"]))
+        rewarded = next((e for e in reversed(events) if e.get("event") == "log" and "rewards/margins" in e), None)
+        if rewarded:  # a preference run: where its rewards ended
+            lines.append(t("sum_rewards", request, accuracy=rewarded.get("rewards/accuracies", 0),
+                           margin=rewarded["rewards/margins"], chosen=rewarded.get("rewards/chosen", 0),
+                           rejected=rewarded.get("rewards/rejected", 0)))
         if end.get("device") == "cuda":
             lines += [t("sum_peak", request, v=end["peak_reserved_gb"]),
                       t("sum_peak_train", request, v=end["peak_training_gb"]),

@@ -56,13 +56,19 @@ def tokenizer_for(model_name: str, template: str, token: str | None = None, requ
 
 
 def render_row(model_name, template, source, path, split, max_rows, row, max_length, responses_only, token="",
-               request: gr.Request = None):
-    """render_template: the row as training text, with what train_on_responses_only keeps highlighted."""
+               stage="sft", request: gr.Request = None):
+    """render_template: the row as training text, with what train_on_responses_only keeps highlighted. For DPO and
+    ORPO on pairs: prompt + chosen and prompt + rejected, with the tokens their trainer trains on."""
     tok = tokenizer_for(model_name, template, token or None, request)
     try:
         ds = dataset_tab.get_dataset(source, path, split, int(max_rows or 0), token or None, request)
         index = min(max(1, int(row or 1)), len(ds)) - 1
         conversation = ds.standardized(index)
+        if stage in ("dpo", "orpo") and ds.is_pairs:
+            from studio.ui import preference_view
+            stats, shown = preference_view.template_pair(tok, ds.pair(index), stage, index + 1, len(ds),
+                                                         int(max_length or 0) or None, request)
+            return *templates.markers(tok, template), stats, shown
     except data.DataError as exc:
         raise gr.Error(say_data(exc, request)) from None
     text = templates.training_text(tok, conversation)
@@ -91,9 +97,9 @@ def _mark(escaped: str, *markers: str) -> str:
 
 
 def wire(tab: TemplateTab, model_name: gr.Textbox, dataset: dataset_tab.DatasetTab, max_length: gr.Number,
-         responses_only: gr.Checkbox, token: gr.Textbox) -> None:
+         responses_only: gr.Checkbox, token: gr.Textbox, stage: gr.Radio) -> None:
     inputs = [model_name, tab.template, dataset.source, dataset.path, dataset.split, dataset.max_rows, tab.row,
-              max_length, responses_only, token]
+              max_length, responses_only, token, stage]
     outputs = [tab.instruction_part, tab.response_part, tab.stats, tab.rendered]
     tab.inputs, tab.outputs = inputs, outputs
     tab.render.click(render_row, inputs, outputs, api_name="render_template")
