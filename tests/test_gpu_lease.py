@@ -90,3 +90,31 @@ def test_a_queued_run_waits_for_memory_a_chat_holds_and_starts_when_it_lets_go(c
     finally:
         gpu._pressure.remove(let_go)
         stop_everything()
+
+
+def test_a_chat_that_does_not_fit_waits_in_view_and_answers_when_the_run_lets_go(card, monkeypatch):
+    """The Chat tab: beside a training run whose plan leaves no room, the reply says why and waits; when the run
+    ends, the same message is answered. (The model's own lease is declared here: on this CPU the tiny model
+    would load without one.)"""
+    import threading
+    from studio import chat
+    from studio.ui import chat_tab
+    monkeypatch.setattr(chat_tab, "GPU_WAIT_S", 0.2)
+    real = chat.load_model
+
+    def leased_load(target):  # what load_model does on a GPU: a lease of the model's size first
+        lease = gpu.take("chat", 1.5, target.label)
+        loaded = real(target)
+        loaded.lease = lease
+        return loaded
+    monkeypatch.setattr(chat, "load_model", leased_load)
+    run_dir = runs.create_run(RunConfig(run_name="trains-now"))
+    locks = folder.take_locks(run_dir, planned_gb=2.0)  # 2 + 1.5 > 3: the chat must wait
+    replies = chat_tab.respond("What is 7 + 5?", [], chat_tab.BASE, 8, 0.0, "qwen-3", base_name="assets/tiny-qwen3",
+                               request=KO)
+    first = next(replies)[0][-1]["content"]
+    assert first.startswith("⏳") and "GPU가 훈련 중입니다" in first
+    threading.Timer(0.5, lambda: [os.close(fd) for fd in locks]).start()  # the run ends
+    last = list(replies)[-1][0][-1]["content"]
+    assert not last.startswith("⏳") and last.strip()
+    chat.SERVICE.unload(chat_tab.session_of(chat_tab.auth.user_from_request(KO), KO))

@@ -28,6 +28,7 @@ from studio.ui.people import signed_in
 BASE = "@base"  # the dropdown's value for "the base model named on the Model tab"
 PANES = ("a", "b")
 _stops: dict[str, threading.Event] = {}  # per session: its Stop button's flag
+GPU_WAIT_S = 3.0  # how often a chat waiting for the GPU asks again
 
 
 @dataclass
@@ -232,15 +233,22 @@ def respond(message: str, history: list, choice: str, max_new_tokens: int, tempe
         hist.append({"role": "user", "content": message})
         messages = normalize_history(hist)
         hist.append({"role": "assistant", "content": ""})
-        try:
-            for text in SERVICE.stream(session, pane, target, messages, max_new_tokens, temperature, stop,
-                                       seed=int(seed or 0)):
-                hist[-1] = {"role": "assistant", "content": text}
+        while True:
+            try:
+                for text in SERVICE.stream(session, pane, target, messages, max_new_tokens, temperature, stop,
+                                           seed=int(seed or 0)):
+                    hist[-1] = {"role": "assistant", "content": text}
+                    yield out["a"], "", out["speed_a"], out["b"], out["speed_b"]
+                break
+            except gpu.GpuBusy as exc:  # waits in view until the run lets go (or Stop, or "On the CPU now")
+                hist[-1] = {"role": "assistant", "content": "⏳ " + load_failed(exc, target, request).message}
                 yield out["a"], "", out["speed_a"], out["b"], out["speed_b"]
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise load_failed(exc, target, request) from None
+                if stop.wait(GPU_WAIT_S):
+                    return
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise load_failed(exc, target, request) from None
         out[f"speed_{pane}"] = speed_line(SERVICE.last_stats(session, pane), request)
         yield out["a"], "", out["speed_a"], out["b"], out["speed_b"]
 
