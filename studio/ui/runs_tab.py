@@ -1,5 +1,5 @@
 """Runs: this person's runs (an admin: everyone's), kept fresh while one is live; curves overlaid, and what
-differs between two runs' configs."""
+differs between two runs' configs; sweeps ranked (sweeps_view) and a run's report (report_view)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,8 @@ import gradio as gr
 import yaml
 
 from studio import auth, jobs, runs
+from studio.report import config_diff
+from studio.ui import report_view, sweeps_view
 from studio.ui.i18n import t
 from studio.ui.plots import comparison_figure
 
@@ -25,6 +27,8 @@ class RunsTab:
     diff: gr.Markdown
     config: gr.Code
     timer: gr.Timer
+    sweeps: sweeps_view.SweepsView
+    report: report_view.ReportView
 
 
 def build(I) -> RunsTab:
@@ -39,7 +43,9 @@ def build(I) -> RunsTab:
     plot = gr.Plot(elem_id="runs-plot")
     diff = gr.Markdown(elem_id="runs-diff")
     config = gr.Code(language="yaml", label="config.yaml", interactive=False)
-    return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False))
+    sweeps = sweeps_view.build(I)
+    report = report_view.build(I)
+    return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False), sweeps, report)
 
 
 def _short(value, n: int = 28) -> str:
@@ -70,18 +76,6 @@ def table_and_choices(request: gr.Request = None):
     return frame, gr.Dropdown(choices=[r["id"] for r in rows]), gr.Timer(active=live)
 
 
-def config_diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """Only what differs between two config trees, as (dotted key, first, second)."""
-    out = []
-    for key in list(dict.fromkeys([*a, *b])):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += config_diff(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append((f"{prefix}{key}", x, y))
-    return out
-
-
 def overlay(selected: list[str], request: gr.Request = None):
     user = auth.user_from_request(request)
     series, configs = {}, {}
@@ -109,3 +103,5 @@ def wire(tab: RunsTab, page: gr.Tab) -> None:
     page.select(table_and_choices, None, outputs, api_visibility="private")
     tab.timer.tick(table_and_choices, None, outputs, api_visibility="private", show_progress="hidden")
     tab.selected.change(overlay, tab.selected, [tab.plot, tab.diff, tab.config], api_visibility="private")
+    sweeps_view.wire(tab.sweeps, page, tab.timer)
+    report_view.wire(tab.report, page, tab.timer)
