@@ -210,6 +210,7 @@ def test_sweep_shares_its_preparation_is_ranked_and_its_best_goes_to_chat_with_a
     page.locator("#sweep-values-a textarea").fill("5e-3, 2e-2")
     page.locator("#sweep-plan").get_by_text("2 runs").wait_for(timeout=10_000)
     assert "share one data preparation" in page.locator("#sweep-plan").inner_text()
+    page.locator("#sweep").screenshot(path=artifacts / "train-sweep.png")
     page.locator("#sweep-start").click()
 
     open_tab(page, "Runs")

@@ -7,8 +7,8 @@ import gradio as gr
 
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import (api, chat_tab, data_checks, dataset_tab, export_tab, model_tab, runs_tab, sweeps_view, template_tab,
-                       train_tab)
+from studio.ui import (api, chat_tab, data_checks, dataset_tab, estimate_view, export_tab, model_tab, runs_tab,
+                       sweeps_view, template_tab, train_tab)
 from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
 
@@ -98,6 +98,7 @@ def build_app() -> gr.Blocks:
             form_module.preview_handler(keys), form, [train.yaml_view, train.command, train.dist_preview],
             api_visibility="private")  # in the page's language, from the start (the form may not change)
         demo.load(who, None, identity, api_visibility="private")
+        demo.load(estimate_view.handler(keys), form + [model.token], train.estimate, api_visibility="private")
         demo.load(**refresh_chat)
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
                   api_visibility="private")

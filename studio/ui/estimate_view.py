@@ -44,13 +44,17 @@ def estimate_text(keys: list[str], values: list, token: str = "", request=None) 
     return words(timing.plan_for_run(cfg, ds, token or None), request)
 
 
-def wire(box: gr.Markdown, keys: list[str], form: list, token: gr.Textbox, run_finished) -> None:
-    """Redraw on a change of the fields in TRIGGERS, and when `run_finished` (the Train tab's) changes."""
-    n = len(form)
-
+def handler(keys: list[str]):
+    """The estimate for the form's values and the token (the form's components, then the token's, as inputs)."""
     def _estimate(request: gr.Request, *args):
-        return estimate_text(keys, list(args[:n]), args[n], request)
+        return estimate_text(keys, list(args[:-1]), args[-1], request)
+    return _estimate
 
+
+def wire(box: gr.Markdown, keys: list[str], form: list, token: gr.Textbox, run_finished) -> None:
+    """Redraw on a change of the fields in TRIGGERS, and when `run_finished` (the Train tab's) changes; the page's
+    load draws it first (studio/ui/__init__.py)."""
+    _estimate = handler(keys)
     quiet = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last")
     for key, component in zip(keys, form):
         if key in TRIGGERS:
