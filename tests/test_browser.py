@@ -161,6 +161,7 @@ def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path
     summary = page.locator("#train-summary").inner_text()
     assert "데이터 검사로 49행 중 7행을 뺐습니다: 읽을 수 없는 행 1, 빈 대화 2, 한쪽뿐인 대화 2, 완전 중복 1, " \
            "유사 중복 1." in summary, summary
+    assert "시간: 시작 전 추정" in summary  # the estimate shown before Start, against the time it took
     legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
     assert "손실" in legend
     page.screenshot(path=artifacts / "tab-train-ko.png", full_page=True)
