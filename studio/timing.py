@@ -245,7 +245,7 @@ def plan(cfg, lengths: list[int] | None, n_rows: int, model_config: dict | None 
     seen = entries.get(key(device, shape, settings), [])
     kind = "gpu" if is_gpu(device) else "cpu"
     if seen:
-        rate = statistics.median(s["tokens_per_s"] for s in seen)
+        rate = statistics.median(s["tokens_per_s"] for s in seen[-3:])  # the newest: a machine's load changes
         startup = statistics.median(s["startup_s"] for s in seen[-3:])
         fixed = statistics.median(s["fixed_s"] for s in seen[-3:])
         with_eval = [s for s in seen if s.get("eval_s") is not None and s.get("eval_rows")]
