@@ -10,12 +10,13 @@ GPUs): `remember(run_dir)`, called by the worker when it ends. What is kept of e
 so that the run it came from is reproduced exactly: startup + fixed + tokens / tokens_per_s + evaluations x eval_s.
 
 `plan(cfg, ...)` (the Train tab, and jobs.start, which keeps it in the run folder as estimate.json) sums the same
-terms for the next run: its tokens are its rows (max_steps x rows per step, or epochs over the rows) times their
-mean length, from the fit model's seeded sample of token lengths. With no earlier run of that key here, the speed
+terms for the next run (each term the median of the newest three runs of the key: a shared machine's load
+changes): its tokens are its rows (max_steps x rows per step, or epochs over the rows) times their mean length,
+from the fit model's seeded sample of token lengths. With no earlier run of that key here, the speed
 is a guess: on a GPU the fit model's tokens/s (studio/fit.py, measured on an H100), on a CPU a FLOPs figure;
 scaled by how far the guess was off for an earlier run on this device, when there is one.
 
-Accuracy: bench/cpu_estimate.py (the bundled default on this CPU) and bench/gpu_estimate.py (the chapter's recipe).
+Accuracy: bench/estimate_accuracy.py (the bundled default on a CPU; the chapter's recipe on a GPU), docs/benchmarks.md.
 """
 from __future__ import annotations
 
