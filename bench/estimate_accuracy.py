@@ -4,11 +4,11 @@
     python bench/estimate_accuracy.py --recipe chapter --model /tmp/studio-bench/qwen3-4b \\
         --data /tmp/studio-bench/chat.jsonl --plan 20,30,45               # the chapter's recipe on a GPU
 
-Each run: jobs.start (what Start does: it keeps the estimate shown before Start in the run's estimate.json), in a
-fresh runs folder, one after another; the actual time is the worker's, from its start to its end (status.json
-started_at -> ended_at; the queue's wait is not in either). The plan lists max_steps per run; "e" holds out 10% of
-the rows for evaluation (with evaluations every max_steps/10 steps). The first run of a plan has no history here:
-its estimate is the fit model's guess; the later ones use what the earlier ones measured (runs/.throughput.json).
+Each run: the estimate as the Train tab shows it, then jobs.start (what Start does: it keeps that estimate in the
+run's estimate.json), in a fresh runs folder, one after another; the actual time is the worker's, from its start to its end (status.json
+started_at -> ended_at; the queue's wait is not in either). The plan lists max_steps per run; "e" holds out 10%
+of the rows for evaluation (evaluated every max_steps/10 steps). The first run of a plan has no history here: its
+estimate is the fit model's guess; the later ones use what the earlier ones measured (runs/.throughput.json).
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def one_run(cfg) -> dict:
-    from studio import auth, jobs, runs, timing
+    from studio import auth, data, jobs, runs, timing
+    d = cfg.data
+    timing.plan_for_run(cfg, data.DATASETS.get(d.source, d.path, d.split, d.max_rows))  # the Train tab shows it
     status = jobs.start(cfg, auth.LOCAL)
     run_dir = runs.runs_root() / status["run_id"]
     while runs.view(run_dir).get("state") not in runs.FINAL_STATES or runs.worker_alive(run_dir):

@@ -93,7 +93,7 @@ def start_many(configs: list, user: User, token: str | None = None) -> list[dict
     started = []
     for cfg, ds in checked:
         run_dir = runs.create_run(cfg, owner=user.name)
-        keep_estimate(run_dir, cfg, ds, token or None)
+        keep_estimate(run_dir, cfg, ds)
         runs.enqueue(run_dir, owner=user.name, token=token or None)
         started.append(run_dir.name)
     runs.dispatch()
@@ -114,11 +114,14 @@ def check_queue_room(user: User, wanted: int) -> None:
         raise Refused("err_queue_full", limit=limit, have=mine, asked=wanted)
 
 
-def keep_estimate(run_dir: Path, cfg: RunConfig, ds: data.Dataset, token: str | None) -> None:
-    """The time estimate the Train tab showed, kept in the run folder: its summary says estimate vs actual."""
+def keep_estimate(run_dir: Path, cfg: RunConfig, ds: data.Dataset) -> None:
+    """The time estimate the Train tab showed, kept in the run folder: its summary says estimate vs actual. (A
+    Start from the API, where no estimate was shown, keeps none.)"""
     from studio import timing
     try:
-        timing.save_plan(run_dir, timing.plan_for_run(cfg, ds, token))
+        shown = timing.plan_shown(cfg, ds)
+        if shown is not None:
+            timing.save_plan(run_dir, shown)
     except Exception:  # an estimate is never a reason not to train
         pass
 

@@ -300,11 +300,15 @@ def calibration(entries: dict, device: str) -> float:
 _lengths: dict[tuple, list[int] | None] = {}
 
 
+def _lengths_key(cfg, ds) -> tuple:
+    return ds.name, len(ds), cfg.model.name, cfg.data.template, cfg.train.seed, cfg.data.source, cfg.data.path
+
+
 def sampled_lengths(cfg, ds, token: str | None = None) -> list[int] | None:
     """Token lengths of a seeded sample of the dataset's rows, as the fit model samples them (kept per data,
     model, template and seed: the Train tab asks on every change of the form)."""
     from studio import prepare, templates
-    the_key = (ds.name, len(ds), cfg.model.name, cfg.data.template, cfg.train.seed, cfg.data.source, cfg.data.path)
+    the_key = _lengths_key(cfg, ds)
     if the_key not in _lengths:
         try:
             tok = templates.TOKENIZERS.get(cfg.model.name, cfg.data.template, token)
@@ -318,6 +322,13 @@ def sampled_lengths(cfg, ds, token: str | None = None) -> list[int] | None:
 
 def plan_for_run(cfg, ds, token: str | None = None) -> Plan:
     return plan(cfg, sampled_lengths(cfg, ds, token), len(ds))
+
+
+def plan_shown(cfg, ds) -> Plan | None:
+    """The plan the Train tab showed for this config: only where this process sampled these rows' lengths already
+    (showing the estimate does), so that Start never waits for a tokenizer to load; None otherwise."""
+    the_key = _lengths_key(cfg, ds)
+    return plan(cfg, _lengths[the_key], len(ds)) if the_key in _lengths else None
 
 
 def save_plan(run_dir: Path, estimate: Plan) -> None:

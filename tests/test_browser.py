@@ -217,7 +217,7 @@ def test_sweep_shares_its_preparation_is_ranked_and_its_best_goes_to_chat_with_a
     open_tab(page, "Runs")
     page.wait_for_function("() => (document.querySelector('#sweep-ranking') || {}).innerText?.includes('(best)')"
                            " && !document.querySelector('#sweep-ranking').innerText.includes('not finished')",
-                           timeout=240_000)
+                           timeout=480_000)
     ranking = page.locator("#sweep-ranking").inner_text()
     assert "Ranked by best eval loss" in ranking and "sw-lr0.005" in ranking and "sw-lr0.02" in ranking, ranking
     page.wait_for_function("() => { const p = document.querySelector('#sweep-plot .js-plotly-plot');"

@@ -33,12 +33,13 @@ def build(I) -> SweepsView:
     return SweepsView(choice, ranking, plot, chat_best, export_best, gr.State(None))
 
 
-def choices(request: gr.Request = None) -> gr.Dropdown:
-    """The person's sweeps, newest first; the newest selected unless the one shown is still there."""
+def choices(current: str | None = None, request: gr.Request = None) -> gr.Dropdown:
+    """The person's sweeps, newest first: the one shown stays chosen, else the newest."""
     user = auth.user_from_request(request)
     records = sweep.list_sweeps(user) if user else []
     options = [(t("sweep_choice", request, id=r["id"], n=len(r["runs"])), r["id"]) for r in records]
-    return gr.Dropdown(choices=options, value=options[0][1] if options else None)
+    ids = [r["id"] for r in records]
+    return gr.Dropdown(choices=options, value=current if current in ids else (ids[0] if ids else None))
 
 
 def show(sweep_id: str | None, request: gr.Request = None):
@@ -90,11 +91,13 @@ def export(best, request: gr.Request = None):
 
 
 def wire(view: SweepsView, page: gr.Tab, timer: gr.Timer) -> None:
-    """Within the Runs tab: the list when the tab opens, the ranking when a sweep is picked or the table refreshes."""
+    """Within the Runs tab: the list when the tab opens and while a run is live (the Runs tab's timer: a sweep
+    started a moment ago joins it), the ranking when a sweep is picked and on each tick."""
     quiet = dict(api_visibility="private", show_progress="hidden")
-    page.select(choices, None, view.choice, **quiet)
+    page.select(choices, view.choice, view.choice, **quiet)
     view.choice.change(show, view.choice, [view.ranking, view.plot, view.best], **quiet)
-    timer.tick(show, view.choice, [view.ranking, view.plot, view.best], **quiet)
+    timer.tick(choices, view.choice, view.choice, **quiet).then(show, view.choice, [view.ranking, view.plot, view.best],
+                                                                **quiet)
 
 
 def wire_best(view: SweepsView, tabs: gr.Tabs, chat_choice: gr.Dropdown, base_model: gr.Textbox,
