@@ -45,9 +45,11 @@ def config_diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, o
 
 
 def cell(value, limit: int = 160) -> str:
-    """One table cell: one line, pipes escaped, long text cut."""
+    """One table cell: one line, long text cut, pipes and angle brackets escaped (a model's `</think>` is text, not
+    a tag that Markdown would hide)."""
     text = " ".join(str(value).split())
-    return (text[:limit] + "…" if len(text) > limit else text).replace("|", "\\|")
+    text = text[:limit] + "…" if len(text) > limit else text
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # ---------------------------------------------------------------- the data checks, once per run

@@ -109,7 +109,7 @@ def crafted_report_run(root):
     run_dir = crafted_run(root, name="rep", cfg=cfg)
     runs.write_json_atomic(run_dir / "meta.json", {"owner": "local"})
     with open(run_dir / "metrics.jsonl", "a") as f:
-        for step, answer in ((0, "Paris | maybe"), (5, "The Eiffel Tower.")):
+        for step, answer in ((0, "Paris | maybe"), (5, "</think> The Eiffel Tower.")):
             f.write(json.dumps({"event": "samples", "step": step, "prompts": ["Tallest tower in France?"],
                                 "answers": [answer]}) + "\n")
     status = runs.read_json(run_dir / "status.json")
@@ -125,7 +125,7 @@ def test_the_report_compares_base_and_adapter_and_says_the_checks_settings_and_t
     text = report.build(run_dir)
     assert "| base model | 0 | 5.0000 |" in text and "| adapter | 5 | 2.0000 |" in text
     assert "-60.0% of the base model's" in text
-    assert "| Tallest tower in France? | Paris \\| maybe | The Eiffel Tower. |" in text  # side by side
+    assert "| Tallest tower in France? | Paris \\| maybe | &lt;/think&gt; The Eiffel Tower. |" in text  # side by side
     assert "| Exact duplicates | 0 | 2 |" in text  # found on the bundled rows now, and left out by the run
     assert "| `train.learning_rate` | 0.0002 | 0.002 |" in text and "run_name" not in text
     assert "estimated 30 s before Start, took 27 s (-10%)" in text
