@@ -226,7 +226,7 @@ MESSAGES = {
     "rep_eval_loss": ("eval loss", "평가 손실"),
     "rep_base": ("base model", "베이스 모델"),
     "rep_adapter": ("adapter", "어댑터"),
-    "rep_eval_change": ("The adapter's eval loss is {pct:+.1f}% of the base model's.",
+    "rep_eval_change": ("From the base model to the adapter, the eval loss changed by {pct:+.1f}%.",
                         "어댑터의 평가 손실은 베이스 모델 대비 {pct:+.1f}%입니다."),
     "rep_no_base": ("The base model was not evaluated (a run from before reports).",
                     "베이스 모델은 평가하지 않았습니다 (보고서 기능 이전의 실행)."),

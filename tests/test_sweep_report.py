@@ -124,7 +124,7 @@ def test_the_report_compares_base_and_adapter_and_says_the_checks_settings_and_t
     run_dir = crafted_report_run(tmp_path)
     text = report.build(run_dir)
     assert "| base model | 0 | 5.0000 |" in text and "| adapter | 5 | 2.0000 |" in text
-    assert "-60.0% of the base model's" in text
+    assert "the eval loss changed by -60.0%" in text
     assert "| Tallest tower in France? | Paris \\| maybe | &lt;/think&gt; The Eiffel Tower. |" in text  # side by side
     assert "| Exact duplicates | 0 | 2 |" in text  # found on the bundled rows now, and left out by the run
     assert "| `train.learning_rate` | 0.0002 | 0.002 |" in text and "run_name" not in text
