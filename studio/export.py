@@ -531,7 +531,7 @@ def push_to_hub(run_dir: Path, repo_id: str, token: str, what: str = "adapter", 
 
 
 def model_card(run_dir: Path, what: str) -> str:
-    """README.md for the Hub: what this is, how to load it, the run's settings."""
+    """README.md for the Hub: what this is, how to load it, the run's settings, then the run's report."""
     cfg = RunConfig.load(Path(run_dir) / "config.yaml")
     from studio import access
     hub_base = access.model_folder(cfg.model.name) is None  # a Hub id, not a folder on this machine
@@ -554,7 +554,8 @@ def model_card(run_dir: Path, what: str) -> str:
             f"- {cfg.train.max_steps} steps, learning rate {cfg.train.learning_rate}, "
             f"batch {cfg.train.per_device_train_batch_size} x {cfg.train.gradient_accumulation_steps}", "",
             "The full settings are in `lora_studio_config.yaml`.", "", usage, ""]
-    return "\n".join(meta + body)
+    from studio import report  # the run's report (eval loss vs the base model, answers, data checks, time)
+    return "\n".join(meta + body) + "\n" + report.build(run_dir, level=2)
 
 
 # ---------------------------------------------------------------- the run as one Python script

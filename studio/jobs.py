@@ -12,7 +12,7 @@ from pathlib import Path
 from studio import checks, config as config_mod, data, disk, models, runs
 from studio.auth import User
 from studio.config import ConfigError, RunConfig
-from studio.limits import caps
+from studio.limits import caps, max_queued_per_person
 
 PREFLIGHT_ROWS = 2000  # rows checked before Start returns; the worker checks every row it uses before step 1
 
@@ -80,15 +80,53 @@ def preflight(cfg: RunConfig, token: str | None, user: User) -> data.Dataset:
 
 def start(cfg_or_yaml, user: User, token: str | None = None) -> dict:
     """Check, create the run folder, queue it; it starts at once when the machine is free."""
+    return start_many([cfg_or_yaml], user, token)[0]
+
+
+def start_many(configs: list, user: User, token: str | None = None) -> list[dict]:
+    """Queue several runs (a sweep), in order, or none: every run passes every check, the person's room in the
+    queue included, before the first is queued. Runs on the same rows, template and max_length share one data
+    preparation (studio/prepare.py's cache: the first prepares, the others reuse it)."""
     if user is None:
         raise Refused("err_sign_in")
-    cfg = parse_config(cfg_or_yaml)
+    cfgs = [parse_config(c) for c in configs]
+    check_queue_room(user, len(cfgs))
     check_disk(user)
-    preflight(cfg, token or None, user)
-    run_dir = runs.create_run(cfg, owner=user.name)
-    runs.enqueue(run_dir, owner=user.name, token=token or None)
+    checked = [(cfg, preflight(cfg, token or None, user)) for cfg in cfgs]
+    started = []
+    for cfg, ds in checked:
+        run_dir = runs.create_run(cfg, owner=user.name)
+        keep_estimate(run_dir, cfg, ds)
+        runs.enqueue(run_dir, owner=user.name, token=token or None)
+        started.append(run_dir.name)
     runs.dispatch()
-    return status(run_dir.name, user)
+    return [status(run_id, user) for run_id in started]
+
+
+def check_queue_room(user: User, wanted: int) -> None:
+    """A shared deployment's per-person limit on runs waiting or training (STUDIO_MAX_QUEUED_PER_PERSON).
+    Checked before anything is queued; two Starts of one person in the same instant may both pass."""
+    limit = max_queued_per_person()
+    if not limit:
+        return
+    mine = sum(1 for e in runs.queued() if e.get("owner") == user.name)
+    holder = runs.machine_holder()
+    if holder and holder != "?" and runs.read_meta(runs.runs_root() / holder).get("owner") == user.name:
+        mine += 1
+    if mine + wanted > limit:
+        raise Refused("err_queue_full", limit=limit, have=mine, asked=wanted)
+
+
+def keep_estimate(run_dir: Path, cfg: RunConfig, ds: data.Dataset) -> None:
+    """The time estimate the Train tab showed, kept in the run folder: its summary says estimate vs actual. (A
+    Start from the API, where no estimate was shown, keeps none.)"""
+    from studio import timing
+    try:
+        shown = timing.plan_shown(cfg, ds)
+        if shown is not None:
+            timing.save_plan(run_dir, shown)
+    except Exception:  # an estimate is never a reason not to train
+        pass
 
 
 def resume(run_id: str, user: User, token: str | None = None) -> dict:
@@ -100,6 +138,7 @@ def resume(run_id: str, user: User, token: str | None = None) -> dict:
         return status(run_id, user)
     if not runs.last_checkpoint(run_dir):
         raise Refused("err_no_checkpoint")
+    check_queue_room(user, 1)
     try:
         runs.enqueue(run_dir, resume=True, owner=user.name, token=token or None)
     except runs.Busy:

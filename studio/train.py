@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio import checks, data as data_mod, distributed as dist, prepare, templates
+from studio import checks, data as data_mod, distributed as dist, prepare, templates, timing
 from studio.limits import caps
 from studio.runs import folder
 from studio.config import RunConfig
@@ -579,6 +579,10 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
     checkpoint = folder.last_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise ValueError("this run has no checkpoint to resume from")
+    if cfg.train.stage == "sft" and trainer.eval_dataset is not None and not resume:
+        # the base model's eval loss and answers, once (a Resume has them)
+        files.phase("base_eval")
+        trainer.evaluate()  # LoRA's B starts at zero: the model is the base model until the first step
     stats = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     # 4. Save: the adapter (and tokenizer with its template), and the chapter's summary figures.
@@ -601,8 +605,14 @@ def run(run_dir: Path, files: RunFiles, resume: bool = False) -> int:
         summary.update(best_step=int(trainer.state.best_model_checkpoint.rsplit("-", 1)[-1]),
                        best_eval_loss=trainer.state.best_metric,
                        early_stopped=bool(not stopped and trainer.state.global_step < trainer.state.max_steps))
-    files.event("end", stopped=stopped, phases=files.status["phases"], **summary)
+    files.event("end", stopped=stopped, phases=files.status["phases"], tokens_seen=trainer.state.num_input_tokens_seen,
+                **summary)
     files.set(state="stopped" if stopped else "completed", ended_at=time.time(), **summary)
+    if files.writer:
+        try:  # this machine's tokens/s for this shape and setting: the next estimate's
+            timing.remember(run_dir)
+        except Exception:  # the run is complete whatever happens to the index
+            traceback.print_exc()
     return 0
 
 

@@ -44,6 +44,18 @@ def open_tab(page, name):
     page.wait_for_timeout(300)
 
 
+def fill_eval_run(page, name, steps, every):
+    """The bundled recipe (the form may hold an earlier run's), 10% of the rows held out, on the Train tab."""
+    page.get_by_role("button", name="Apply recipe").click()
+    open_tab(page, "2 · Dataset")
+    page.wait_for_function("() => document.querySelector('#eval-size input').value === '0'", timeout=10_000)
+    page.locator("#eval-size input").fill("0.1")
+    open_tab(page, "4 · Train")
+    page.get_by_label("Run name").fill(name)
+    page.get_by_label("max_steps (0 = use epochs)").fill(str(steps))
+    page.get_by_label("Evaluate every N steps (0 = ten times a run)").fill(str(every))
+
+
 def test_every_tab_train_reload_and_chat(app_url, browser, artifacts):
     page = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
@@ -149,6 +161,7 @@ def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path
     summary = page.locator("#train-summary").inner_text()
     assert "데이터 검사로 49행 중 7행을 뺐습니다: 읽을 수 없는 행 1, 빈 대화 2, 한쪽뿐인 대화 2, 완전 중복 1, " \
            "유사 중복 1." in summary, summary
+    assert "시간: 시작 전 추정" in summary  # the estimate shown before Start, against the time it took
     legend = page.evaluate("() => document.querySelector('#loss-plot .js-plotly-plot').data.map(d => d.name)")
     assert "손실" in legend
     page.screenshot(path=artifacts / "tab-train-ko.png", full_page=True)
@@ -157,6 +170,18 @@ def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path
     page.wait_for_function("() => document.querySelector('#check-drop-near_duplicate input').checked", timeout=20_000)
     assert [page.locator(f"#check-drop-{code} input").is_checked() for code in checks.CHECKS] == \
         [code in dropped or code == "no_trained_tokens" for code in checks.CHECKS]
+
+    # the run's report, in Korean: what the checks found and what the run left out, beside each other
+    open_tab(page, "실행 기록")
+    run_id = next(r["id"] for r in runs.list_runs() if r["id"].endswith("checks-ko"))
+    page.locator("#report-run input").click()
+    page.get_by_role("option", name=run_id).click()
+    page.locator("#report-page").get_by_text("보고서: checks-ko").wait_for(timeout=60_000)
+    report = page.locator("#report-page").inner_text()
+    for heading in ("데이터 검사", "교재 레시피와 다른 설정", "시간과 메모리", "평가용 행이 없어"):
+        assert heading in report, heading
+    assert "완전 중복\t1\t1" in report and "유사 중복\t1\t1" in report, report  # found, left out
+    page.locator("#report").screenshot(path=artifacts / "runs-report-ko.png")
     page.close()
 
     # the run left out what the checks found, and its script leaves out the same rows
@@ -165,6 +190,68 @@ def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path
     assert record == {**{code: expected[code] for code in dropped}, "no_trained_tokens": expected["no_trained_tokens"]}
     kept = [i for i in range(49) if i not in {i for rows in record.values() for i in rows}]
     assert script_row_rule(run_dir)["training_rows"](49) == kept and len(kept) == 41
+
+
+def test_sweep_shares_its_preparation_is_ranked_and_its_best_goes_to_chat_with_a_report(app_url, browser, artifacts):
+    """A sweep of two learning rates with held-out rows: one data preparation (the second run reuses it), each run
+    evaluates the base model at step 0, the Runs tab ranks them by best eval loss with their curves, 'Chat with the
+    best' opens the Chat tab on it, its report compares base and adapter; the Train tab's estimate then comes from
+    what these runs measured."""
+    from studio import data, runs, sweep, timing
+    from studio.config import RunConfig
+    page = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
+    page.goto(app_url)
+    fill_eval_run(page, "sw", steps=8, every=4)
+    cfg = RunConfig()
+    cfg.data.eval_size, cfg.train.max_steps, cfg.train.eval_steps = 0.1, 8, 4
+    tokens = timing.plan(cfg, timing.sampled_lengths(cfg, data.DATASETS.get("bundled", cfg.data.path, "train", 0)),
+                         600).tokens  # 8 steps x 8 rows x their mean length
+    page.locator("#train-estimate").get_by_text(f"{tokens:,} tokens").wait_for(timeout=30_000)
+    page.locator("#sweep").get_by_text("Sweep: one run per combination").click()
+    page.locator("#sweep-values-a textarea").fill("5e-3, 2e-2")
+    page.locator("#sweep-plan").get_by_text("2 runs").wait_for(timeout=10_000)
+    assert "share one data preparation" in page.locator("#sweep-plan").inner_text()
+    page.locator("#sweep").screenshot(path=artifacts / "train-sweep.png")
+    page.locator("#sweep-start").click()
+
+    open_tab(page, "Runs")
+    page.wait_for_function("() => (document.querySelector('#sweep-ranking') || {}).innerText?.includes('(best)')"
+                           " && !document.querySelector('#sweep-ranking').innerText.includes('not finished')",
+                           timeout=480_000)
+    ranking = page.locator("#sweep-ranking").inner_text()
+    assert "Ranked by best eval loss" in ranking and "sw-lr0.005" in ranking and "sw-lr0.02" in ranking, ranking
+    page.wait_for_function("() => { const p = document.querySelector('#sweep-plot .js-plotly-plot');"
+                           " return p && p.data && p.data.length == 2 && p.data[0].x[0] == 0; }", timeout=20_000)
+    page.locator("#sweeps").screenshot(path=artifacts / "runs-sweep-ranking.png")
+
+    record = sweep.list_sweeps(auth.LOCAL)[0]
+    ranked = sweep.ranking(record, auth.LOCAL)
+    best = ranked["best"]
+    assert [r["id"] for r in ranked["rows"]][0] == best
+    for n, run_id in enumerate(record["runs"]):
+        events = runs.read_metrics(runs.runs_root() / run_id).events
+        prepared = [e for e in events if e.get("event") == "prepared" and e.get("split") == "train"]
+        assert prepared[0]["reused"] is (n > 0), (run_id, prepared)  # one preparation for the sweep
+        assert [e["step"] for e in events if e.get("event") == "eval"][0] == 0  # the base model, before step 1
+        assert timing.read_plan(runs.runs_root() / run_id)["seconds"] > 0  # what the Train tab said before Start
+
+    page.locator("#report-run input").click()
+    page.get_by_role("option", name=best).click()
+    page.locator("#report-page").get_by_text("Eval loss: base model vs adapter").wait_for(timeout=60_000)
+    text = page.locator("#report-page").inner_text()
+    assert "base model" in text and "adapter" in text and "Data checks" in text and "Time and memory" in text
+    assert "estimated" in text and "learning_rate" in text  # estimate vs actual; a setting unlike the chapter's
+    page.locator("#report").screenshot(path=artifacts / "runs-report.png")
+
+    for button, where in (("#sweep-chat-best", "#chat-model"), ("#sweep-export-best", "#export-run")):
+        open_tab(page, "Runs")
+        page.locator(button).click()  # that tab opens with the best run chosen (not the newest, not the followed one)
+        page.wait_for_function("([where, best]) => (document.querySelector(where + ' input') || {}).value?.includes("
+                               "best)", arg=[where, best], timeout=20_000)
+    open_tab(page, "4 · Train")
+    page.locator("#train-estimate").get_by_text("earlier run").wait_for(timeout=30_000)
+    page.locator("#train-estimate").screenshot(path=artifacts / "train-estimate.png")
+    page.close()
 
 
 @pytest.fixture()
@@ -225,12 +312,7 @@ def test_two_people_each_see_their_own_runs_and_the_second_start_queues(shared_u
 def test_evaluate_compare_in_chat_and_export_every_format(app_url, browser, artifacts):
     page = browser.new_page(locale="en-US", viewport={"width": 1400, "height": 1000})
     page.goto(app_url)
-    open_tab(page, "2 · Dataset")
-    page.locator("#eval-size input").fill("0.1")
-    open_tab(page, "4 · Train")
-    page.get_by_label("Run name").fill("eval-run")
-    page.get_by_label("max_steps (0 = use epochs)").fill("20")
-    page.get_by_label("Evaluate every N steps (0 = ten times a run)").fill("5")
+    fill_eval_run(page, "eval-run", steps=20, every=5)
     page.locator("#start-btn").click()
     page.locator("#train-samples table").wait_for(timeout=240_000)  # the sample answers fill in by step
     page.locator("#train-progress").get_by_text("completed").wait_for(timeout=300_000)

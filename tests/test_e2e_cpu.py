@@ -148,20 +148,28 @@ def test_no_phase_sits_silent_from_start_to_step_1(default_run):
 
 
 def test_an_eval_split_gives_eval_loss_sample_answers_and_the_best_checkpoint(default_run):
+    """The base model is evaluated (and answers the prompts) once, at step 0, before the first step: a Resume
+    does not do it again."""
     cfg = short_config("eval", steps=10)
     cfg.data.max_rows, cfg.data.eval_size, cfg.train.eval_steps = 200, 0.1, 5
     cfg.train.early_stopping_patience = 3
     run_dir = start_run(cfg)
+    wait_for(run_dir, step=6, timeout=300)
+    runs.request_stop(run_dir)
+    assert wait_for(run_dir, timeout=120)["state"] == "stopped", runs.log_tail(run_dir, 40)
+    runs.launch(run_dir, resume=True)
     status = wait_for(run_dir, timeout=300)
     assert status["state"] == "completed", runs.log_tail(run_dir, 40)
     events = runs.read_metrics(run_dir).events
     evals = [e for e in events if e["event"] == "eval"]
-    assert [e["step"] for e in evals] == [5, 10] and all(e["eval_loss"] > 0 for e in evals)
+    assert [e["step"] for e in evals] == [0, 5, 10] and all(e["eval_loss"] > 0 for e in evals)
+    assert evals[0]["eval_loss"] > evals[-1]["eval_loss"]  # the base model is worse on the held-out rows
     samples = [e for e in events if e["event"] == "samples"]
-    assert [e["step"] for e in samples] == [5, 10]
+    assert [e["step"] for e in samples] == [0, 5, 10]
     assert len(samples[0]["prompts"]) == 4 and len(samples[0]["answers"]) == 4  # the chapter's 2 + 2 held out
-    assert (run_dir / "samples.jsonl").read_text().count("\n") == 2
-    end = next(e for e in events if e["event"] == "end")
-    assert end["best_step"] in (5, 10) and end["best_eval_loss"] == min(e["eval_loss"] for e in evals)
+    assert (run_dir / "samples.jsonl").read_text().count("\n") == 3
+    assert [p["phase"] for p in runs.read_json(run_dir / "status.json")["phases"]].count("base_eval") == 0  # resumed
+    end = next(e for e in reversed(events) if e["event"] == "end")
+    assert end["best_step"] in (5, 10) and end["best_eval_loss"] == min(e["eval_loss"] for e in evals[1:])
     dataset = next(e for e in events if e["event"] == "dataset")
     assert dataset["eval_rows"] == 20 and dataset["used"] == 80  # 10 steps x 8 of the 180 left for training

@@ -100,6 +100,8 @@ def test_a_chat_that_does_not_fit_waits_in_view_and_answers_when_the_run_lets_go
     from studio import chat
     from studio.ui import chat_tab
     monkeypatch.setattr(chat_tab, "GPU_WAIT_S", 0.2)
+    for session in list(chat.SERVICE.sessions):  # no model already loaded by an earlier test: this one loads it
+        chat.SERVICE.unload(session)
     real = chat.load_model
 
     def leased_load(target):  # what load_model does on a GPU: a lease of the model's size first

@@ -7,8 +7,8 @@ import gradio as gr
 
 from studio import auth, runs
 from studio.config import REPO_ROOT, RunConfig
-from studio.ui import (api, chat_tab, data_checks, dataset_tab, downloads, export_tab, model_tab, runs_tab, template_tab,
-                       train_tab)
+from studio.ui import (api, chat_tab, data_checks, dataset_tab, downloads, estimate_view, export_tab, model_tab,
+                       runs_tab, sweeps_view, template_tab, train_tab)
 from studio.ui import preference_view
 from studio.ui import form as form_module
 from studio.ui.i18n import i18n, t
@@ -73,7 +73,8 @@ def build_app() -> gr.Blocks:
         chat_tab.wire(chat, template.template, model.name, model.max_seq_length, model.load_in_4bit, browser_run)
         runs_tab.wire(history, runs_page)
         export_tab.wire(exports, sampling=(chat.max_new_tokens, chat.temperature, chat.seed))
-        export_page.select(export_tab.refresh_runs, None, exports.run, api_visibility="private")
+        export_page.select(export_tab.refresh_runs, exports.run, exports.run, api_visibility="private")
+        sweeps_view.wire_best(history.sweeps, tabs, chat.choice, model.name, exports.run, browser_run)  # the best
         api.register()
         template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
 
@@ -102,6 +103,7 @@ def build_app() -> gr.Blocks:
             api_visibility="private")  # in the page's language, from the start (the form may not change)
         demo.load(who, None, identity, api_visibility="private")
         demo.unload(chat_tab.forget_session)  # a closed tab's chat models let go
+        demo.load(estimate_view.handler(keys), form + [model.token], train.estimate, api_visibility="private")
         demo.load(**refresh_chat)
         demo.load(preference_view.start_choices, None, stage.adapter_from, api_visibility="private")
         demo.load(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],

@@ -43,10 +43,11 @@ def run_choices(user=None, request=None) -> list[tuple[str, str]]:
             for r in (jobs.visible_runs(user) if user else []) if r["has_adapter"]]
 
 
-def refresh_runs(request: gr.Request = None) -> gr.Dropdown:
-    """The run list again (a run finished since the page loaded), the newest selected."""
+def refresh_runs(current: str | None = None, request: gr.Request = None) -> gr.Dropdown:
+    """The run list again (a run finished since the page loaded): the run shown stays, else the newest."""
     choices = run_choices(auth.user_from_request(request), request)
-    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+    ids = [run_id for _, run_id in choices]
+    return gr.Dropdown(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
 
 def build(I) -> ExportTab:
@@ -179,7 +180,7 @@ def _shown(handler):
 def wire(tab: ExportTab, sampling: tuple = ()) -> None:
     """`sampling`: the Chat tab's max_new_tokens, temperature and seed components, for the Modelfile.
     Each export also has a named endpoint (studio/ui/api.py) that gives the whole answer: the files with links."""
-    tab.refresh.click(refresh_runs, None, tab.run, api_visibility="private")
+    tab.refresh.click(refresh_runs, tab.run, tab.run, api_visibility="private")
     exports = ((tab.adapter_button, export_adapter, [tab.run], tab.adapter_file),
                (tab.merged_button, export_merged, [tab.run], tab.merged_files),
                (tab.gguf_button, export_gguf, [tab.run, tab.gguf_quant, tab.gguf_what, *sampling], tab.gguf_files),

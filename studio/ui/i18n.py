@@ -162,6 +162,50 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chatbot": ("Chat", "대화"),
     "compare": ("Overlay loss curves of", "손실 곡선 겹쳐 보기"),
     "open_run": ("Open run", "실행 열기"),
+    # time estimate, sweeps, the report (issue 19)
+    "phase_base_eval": ("evaluating the base model (step 0)", "베이스 모델 평가 중 (0 스텝)"),
+    "est_idle": ("**Time:** the estimate appears here.", "**시간:** 예상 시간이 여기에 나옵니다."),
+    "sweep_choice": ("{id} · {n} runs", "{id} · 실행 {n}개"),
+    "sweep_title": ("Sweep: one run per combination of a small grid", "스윕: 작은 격자의 조합마다 실행 하나"),
+    "sweep_hint": ("Pick one or two fields and their values, separated by commas. Start sweep queues one run per "
+                   "combination with the rest of this form, named after its values; the Runs tab ranks them.",
+                   "항목 한두 개와 값(쉼표로 구분)을 고르세요. '스윕 시작'은 나머지는 이 양식 그대로, 조합마다 실행 "
+                   "하나를 값이 들어간 이름으로 대기열에 넣습니다. 실행 기록 탭이 순위를 매깁니다."),
+    "sweep_field_a": ("Field", "항목"),
+    "sweep_field_b": ("Second field (optional)", "두 번째 항목 (선택)"),
+    "sweep_values": ("Values", "값"),
+    "sweep_start": ("Start sweep", "스윕 시작"),
+    "sweep_plan": ("**{n} runs**: {names}", "**실행 {n}개**: {names}"),
+    "sweep_shared": ("They share one data preparation (the first run prepares the rows, the others reuse them).",
+                     "데이터 준비를 한 번만 합니다 (첫 실행이 행을 준비하고 나머지는 재사용)."),
+    "sweep_not_shared": ("`{field}` changes the prepared rows: each of its values prepares its own.",
+                         "`{field}`는 준비된 행을 바꿉니다: 값마다 따로 준비합니다."),
+    "sweep_queued": ("Sweep queued: {n} runs. The Runs tab ranks them as they finish.",
+                     "스윕을 대기열에 넣었습니다: 실행 {n}개. 끝나는 대로 실행 기록 탭에서 순위를 봅니다."),
+    "sweeps_title": ("Sweeps", "스윕"),
+    "sweep_pick": ("Sweep", "스윕"),
+    "sweep_none": ("No sweep yet: start one from the Train tab's Sweep section.",
+                   "아직 스윕이 없습니다: 훈련 탭의 스윕에서 시작하세요."),
+    "sweep_rank_eval": ("Ranked by best eval loss (each run's adapter is its best checkpoint).",
+                        "최고 평가 손실 순 (각 실행의 어댑터는 가장 좋은 체크포인트)."),
+    "sweep_rank_train": ("Ranked by final train loss: these runs hold out no eval rows (hold some out on the Dataset "
+                         "tab to rank by eval loss).",
+                         "최종 훈련 손실 순: 이 실행들에는 평가용 행이 없습니다 (데이터셋 탭에서 떼어 두면 평가 손실로 "
+                         "순위를 매깁니다)."),
+    "sweep_waiting": ("{n} of {total} runs ranked; the others have not finished.",
+                      "실행 {total}개 중 {n}개 순위 매김, 나머지는 아직 끝나지 않았습니다."),
+    "sweep_col_rank": ("#", "순위"),
+    "sweep_col_best_eval": ("best eval loss", "최고 평가 손실"),
+    "sweep_col_train": ("final train loss", "최종 훈련 손실"),
+    "sweep_best_mark": ("best", "최고"),
+    "sweep_chat_best": ("Chat with the best", "가장 좋은 실행과 대화"),
+    "sweep_export_best": ("Export the best", "가장 좋은 실행 내보내기"),
+    "sweep_no_best": ("No run of this sweep has finished with an adapter yet.",
+                      "이 스윕에서 어댑터를 저장하고 끝난 실행이 아직 없습니다."),
+    "report_title": ("Report", "보고서"),
+    "report_run": ("Report of run", "보고서를 볼 실행"),
+    "report_download": ("The report as Markdown", "보고서 (Markdown)"),
+    "report_pick": ("Pick a finished run to see its report.", "끝난 실행을 고르면 보고서를 보여 줍니다."),
     # server-side messages
     "err_model": ("Choose a model first.", "먼저 모델을 고르세요."),
     "err_lr": ("learning_rate must be a positive number.", "learning_rate는 양수여야 합니다."),
@@ -468,9 +512,10 @@ STRINGS: dict[str, tuple[str, str]] = {
 
 def _with_module_messages() -> None:
     """Messages that core modules define next to the code that says them (studio/distributed.py, studio/fit.py,
-    studio/data.py, studio/export.py, studio/gguf_export.py, studio/checks.py, studio/preference.py)."""
-    from studio import checks, distributed, export, fit, gguf_export, preference
-    for module in (distributed, fit, data, export, gguf_export, checks, preference):
+    studio/data.py, studio/export.py, studio/gguf_export.py, studio/checks.py, studio/preference.py, studio/timing.py,
+    studio/sweep.py, studio/report.py)."""
+    from studio import checks, distributed, export, fit, gguf_export, preference, report, sweep, timing
+    for module in (distributed, fit, data, export, gguf_export, checks, preference, timing, sweep, report):
         STRINGS.update(module.MESSAGES)
 
 

@@ -70,13 +70,16 @@ def preference_figure(logs: list[dict], title: str = "", say=lambda key: key.rem
     return fig
 
 
-def comparison_figure(series: dict[str, list[dict]], say=lambda key: key.removeprefix("plot_")) -> go.Figure:
+def comparison_figure(series: dict[str, list[dict]], say=lambda key: key.removeprefix("plot_"),
+                      value: str = "loss") -> go.Figure:
+    """One curve per run: its `value` ("loss", or "eval_loss" from eval events) against the step."""
     fig = go.Figure()
     for name, logs in series.items():
-        fig.add_trace(go.Scatter(x=[e["step"] for e in logs], y=[e.get("loss") for e in logs], name=name,
-                                 mode="lines"))
+        fig.add_trace(go.Scatter(x=[e["step"] for e in logs], y=[e.get(value) for e in logs], name=name,
+                                 mode="lines+markers" if value == "eval_loss" else "lines"))
     fig.update_layout(height=380, margin=dict(l=50, r=20, t=10, b=40), xaxis=dict(title=say("plot_step")),
-                      yaxis=dict(title=say("plot_loss")), legend=dict(orientation="h", y=1.1, x=0), template="plotly_white")
+                      yaxis=dict(title=say(f"plot_{value}")), legend=dict(orientation="h", y=1.1, x=0),
+                      template="plotly_white")
     return fig
 
 

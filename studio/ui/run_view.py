@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from studio import data, runs
-from studio.ui.i18n import say_data, t
+from studio import data, runs, timing
+from studio.ui.i18n import lang, say_data, t
 
 
 def clock(seconds: float | None) -> str:
@@ -85,8 +85,9 @@ def progress_line(status: dict, logs: list[dict], run_id: str, request=None) -> 
     return line
 
 
-def summary_text(events: list[dict], status: dict, request=None) -> str:
-    """The chapter's printed summary lines, what data it used, where the time to step 1 went."""
+def summary_text(events: list[dict], status: dict, request=None, estimate: dict | None = None) -> str:
+    """The chapter's printed summary lines, what data it used, where the time to step 1 went; with `estimate`
+    (studio/timing.py: what the Train tab said before Start), the time it took against it."""
     lines = []
     last_drop = next((e for e in reversed(events) if e.get("event") == "data_drop"), None)
     for e in events:
@@ -140,6 +141,9 @@ def summary_text(events: list[dict], status: dict, request=None) -> str:
         spent = " · ".join(f"{t('phase_' + p['phase'], request)} {p['seconds']:.1f} s" for p in phases
                            if p["phase"] != "save")
         lines.append(f"{t('phases_title', request)}: {spent}")
+    actual = timing.actual_seconds(status)
+    if end and estimate and estimate.get("seconds") and actual:
+        lines.append(timing.versus(estimate, actual, lambda key, **kw: t(key, request, **kw), lang(request)))
     return "\n".join(f"- {x}" for x in lines if x)
 
 

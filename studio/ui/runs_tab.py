@@ -1,5 +1,5 @@
 """Runs: this person's runs (an admin: everyone's), kept fresh while one is live; curves overlaid, and what
-differs between two runs' configs."""
+differs between two runs' configs; sweeps ranked (sweeps_view) and a run's report (report_view)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,6 +8,8 @@ import gradio as gr
 import yaml
 
 from studio import auth, jobs, runs
+from studio.report import config_diff
+from studio.ui import report_view, sweeps_view
 from studio.ui.i18n import refusal, t
 from studio.ui.plots import comparison_figure
 
@@ -30,6 +32,8 @@ class RunsTab:
     confirm_text: gr.Markdown
     confirm: gr.Button
     cancel: gr.Button
+    sweeps: sweeps_view.SweepsView
+    report: report_view.ReportView
 
 
 def build(I) -> RunsTab:
@@ -49,8 +53,10 @@ def build(I) -> RunsTab:
     plot = gr.Plot(elem_id="runs-plot")
     diff = gr.Markdown(elem_id="runs-diff")
     config = gr.Code(language="yaml", label="config.yaml", interactive=False)
+    sweeps = sweeps_view.build(I)
+    report = report_view.build(I)
     return RunsTab(table, refresh, selected, open_run, plot, diff, config, gr.Timer(2.0, active=False), delete,
-                   confirm_row, confirm_text, confirm, cancel)
+                   confirm_row, confirm_text, confirm, cancel, sweeps, report)
 
 
 def _short(value, n: int = 28) -> str:
@@ -79,18 +85,6 @@ def table_and_choices(request: gr.Request = None):
     live = any(r["state"] in (*runs.ACTIVE_STATES, "queued") for r in rows)
     frame = gr.Dataframe(value=data, headers=[t(key, request) for key, _ in columns])
     return frame, gr.Dropdown(choices=[r["id"] for r in rows]), gr.Timer(active=live)
-
-
-def config_diff(a: dict, b: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """Only what differs between two config trees, as (dotted key, first, second)."""
-    out = []
-    for key in list(dict.fromkeys([*a, *b])):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += config_diff(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append((f"{prefix}{key}", x, y))
-    return out
 
 
 def overlay(selected: list[str], request: gr.Request = None):
@@ -141,3 +135,5 @@ def wire(tab: RunsTab, page: gr.Tab) -> None:
     tab.delete.click(ask_delete, tab.selected, [tab.confirm_row, tab.confirm_text], api_visibility="private")
     tab.cancel.click(lambda: gr.Row(visible=False), None, tab.confirm_row, api_visibility="private")
     tab.confirm.click(delete, tab.selected, [tab.confirm_row, *outputs], api_visibility="private")
+    sweeps_view.wire(tab.sweeps, page, tab.timer)
+    report_view.wire(tab.report, page, tab.timer)

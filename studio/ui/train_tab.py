@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio import auth, distributed, jobs, runs
+from studio import auth, distributed, jobs, runs, timing
 from studio.config import OPTIMIZERS, REPORT_TO, SCHEDULERS, RunConfig
-from studio.ui import run_view
+from studio.ui import estimate_view, run_view, sweep_panel
 from studio.ui import form as form_module
 from studio.ui.form import form_config
 from studio.ui.i18n import refusal, say, t
@@ -47,6 +47,8 @@ class TrainTab:
     dist_preview: gr.Markdown  # the command each node runs (several GPUs only)
     state: gr.State      # this browser's view: {"run": id, "tail": MetricsTail, "step": last plotted, "live": bool}
     finished: gr.State   # the id of a run that just ended here (other tabs refresh on its change)
+    estimate: gr.Markdown = None          # the time it will take, before Start
+    sweep: sweep_panel.SweepPanel = None  # a small grid of runs
 
     def config_fields(self) -> dict:
         return self.fields
@@ -111,17 +113,19 @@ def build(I, cfg: RunConfig) -> TrainTab:
     with gr.Accordion(I("config_preview"), open=False):
         yaml_view = gr.Code(cfg.to_yaml(), language="yaml", label=I("config_preview"), interactive=False)
         command = gr.Textbox("python -m studio.train runs/<run>", label=I("command_preview"), interactive=False)
+    estimate = estimate_view.build(I)
     with gr.Row():
         start = gr.Button(I("start"), variant="primary", elem_id="start-btn")
         stop = gr.Button(I("stop_or_cancel"), variant="stop", elem_id="stop-btn")
         resume = gr.Button(I("resume"), elem_id="resume-btn")
+    sweep = sweep_panel.build(I)
     progress = gr.Markdown(elem_id="train-progress")
     error = gr.Markdown(elem_id="train-error")
     plot = gr.Plot(label=I("loss_plot"), elem_id="loss-plot")
     summary = gr.Markdown(elem_id="train-summary")
     samples = gr.Markdown(elem_id="train-samples")
     return TrainTab(f, yaml_view, command, start, stop, resume, fit, fit_info, progress, plot, summary, samples, error,
-                    gr.Timer(POLL_S, active=False), dist_preview, gr.State(None), gr.State(None))
+                    gr.Timer(POLL_S, active=False), dist_preview, gr.State(None), gr.State(None), estimate, sweep)
 
 
 def attach(run_id: str | None):
@@ -194,7 +198,9 @@ def poll(state, request: gr.Request | None = None):
     finished = state["run"] if state.get("live") and not live else gr.skip()
     state["live"] = live
     return (state, run_view.progress_line(status, logs, state["run"], request), plot,
-            run_view.summary_text(tail.events, status, request), run_view.samples_table(tail.events, request),
+            run_view.summary_text(tail.events, status, request, estimate=None if live else
+                                  timing.read_plan(runs.runs_root() / state["run"])),
+            run_view.samples_table(tail.events, request),
             run_view.error_text(status, request), gr.Timer(active=live), finished)
 
 
@@ -219,3 +225,5 @@ def wire(tab: TrainTab, form_keys: list[str], form: list, token: gr.Textbox, bro
     tab.resume.click(resume, [tab.state, token], attached, api_visibility="private").then(
         poll, tab.state, polled, api_visibility="private")
     tab.fit.click(_fit, form + [token], form + [tab.fit_info], api_visibility="private")
+    estimate_view.wire(tab.estimate, form_keys, form, token, tab.finished)
+    sweep_panel.wire(tab.sweep, form_keys, form, token, tab.fields["run_name"], attach, poll, attached, polled, tab.state)
