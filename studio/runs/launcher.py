@@ -181,6 +181,7 @@ class Standby:
         self.lock = threading.Lock()
         self.running = False  # between start() and stop(): a run that ends starts the next standby
         self.pending: dict[str, subprocess.Popen] = {}  # run id -> the standby it was handed to, until "A"
+        self.spawned_under: dict[str, str] = {}  # worker_environment() when the waiting one started
 
     def enabled(self) -> bool:
         return os.environ.get("STUDIO_STANDBY", "1") != "0"
@@ -211,7 +212,7 @@ class Standby:
                                          cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          pass_fds=(child.fileno(),), start_new_session=True)
         child.close()
-        self.sock, self.is_ready = parent, False
+        self.sock, self.is_ready, self.spawned_under = parent, False, worker_environment()
         watch(self.proc, None)  # reaped even if it never gets a run
 
     def hand_over(self, run_dir: Path, resume: bool, env: dict, gpu: int, run: int, log: int) -> int | None:
@@ -221,6 +222,10 @@ class Standby:
         with self.lock:
             if not (self.enabled() and self.running):
                 return None
+            if self.proc is not None and self.spawned_under != worker_environment():
+                self.proc.kill()  # e.g. HF_TOKEN or a STUDIO_ setting changed since it started
+                self.sock.close()
+                self.proc = self.sock = None
             if self.proc is None or self.proc.poll() is not None:
                 self._spawn()
             proc, sock = self.proc, self.sock
@@ -299,6 +304,15 @@ class Standby:
 
 
 STANDBY = Standby()
+
+
+WORKER_ENV_PREFIXES = ("STUDIO_", "HF_", "UNSLOTH_", "CUDA_", "PYTORCH_", "TORCH", "TRANSFORMERS_", "NCCL_")
+
+
+def worker_environment() -> dict[str, str]:
+    """The part of the app's environment a worker reads (many of it at import time, which a standby has done):
+    a standby started under another one is not used."""
+    return {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
 
 
 class Scheduler:
