@@ -25,16 +25,7 @@
 # NCCL settings are left as they are (NVLink multicast stays off).
 set -u
 PHASE=${1:-all}
-OUT=${OUT:-$PWD/bench-out}
-mkdir -p "$OUT"
-export PYTHONPATH=${PYTHONPATH:-$PWD/.site:$PWD} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-export BENCH_TMP=${BENCH_TMP:-/tmp/studio-bench}
-PY=${PY:-python3}
-R=$BENCH_TMP/results
-mkdir -p "$R"
-START=$(date +%s)
-BUDGET=${BUDGET:-540}
-DEADLINE=$((START + BUDGET))
+. bench/gpu_env.sh
 SHAPE=${SHAPE:-qwen3-4b}          # SHAPE=tiny BIG_SHAPE=tiny-untied: CPU smoke test of this script
 BIG_SHAPE=${BIG_SHAPE:-qwen3-32b}
 W=${WARM:-4}; S=${STEPS:-12}
@@ -45,22 +36,7 @@ M=$BENCH_TMP/$SHAPE
 DATA=$BENCH_TMP/chat.jsonl
 NGPU=${NGPU:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || echo 0)}
 
-left() { echo $((DEADLINE - $(date +%s))); }
-# bench NAME NEED_S LIMIT_S cmd...   (skips when fewer than NEED_S seconds are left)
-bench() {
-    local name=$1 need=$2 lim=$3; shift 3
-    local l; l=$(left)
-    if [ "$l" -lt "$need" ]; then echo "== SKIP $name (${l}s left, needs ${need}s)"; return 1; fi
-    [ "$lim" -gt $((l - 5)) ] && lim=$((l - 5))
-    echo "== $name (limit ${lim}s, $(date +%T))"
-    local t; t=$(date +%s)
-    timeout -k 15 "$lim" "$@" > "$R/$name.log" 2>&1
-    local rc=$?
-    echo "== $name rc=$rc in $(( $(date +%s) - t ))s"
-    grep -E "^\||^state=|^node " "$R/$name.log" | tail -n 6
-    [ $rc -ne 0 ] && tail -n 30 "$R/$name.log"
-    return $rc
-}
+BENCH_KILL_AFTER=15 BENCH_SHOW='^\||^state=|^node ' BENCH_SHOW_LINES=6 BENCH_TAIL=30
 run() {  # run NAME NEED LIMIT worker-args...
     local name=$1 need=$2 lim=$3; shift 3
     bench "$name" "$need" "$lim" $PY bench/gpu_multi.py run --name "$name" --out "$R/multi-$name.json" \

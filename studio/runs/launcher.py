@@ -24,8 +24,8 @@ from pathlib import Path
 
 from studio import gpu
 from studio.config import REPO_ROOT, RunConfig
-from studio.runs.folder import (ACTIVE_STATES, Busy, machine_holder, read_json, runs_root, take_locks, worker_alive,
-                                write_json_atomic)
+from studio.runs.folder import (ACTIVE_STATES, Busy, machine_holder, pid_alive, read_json, runs_root, take_locks,
+                                worker_alive, write_json_atomic)
 
 
 def worker_command(run_dir: Path, resume: bool = False) -> list[str]:
@@ -141,14 +141,6 @@ def kill(run_dir: Path) -> None:
         else lock_holders(Path(run_dir) / "lock")  # no status of its own yet: whoever holds its lock
     for p in pids:
         distributed.kill_job(p)
-
-
-def pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (OSError, TypeError, ValueError):
-        return False
 
 
 def lock_holders(path: Path) -> list[int]:
