@@ -18,7 +18,7 @@ run: .venv/.installed
 	$(PY) app.py
 
 test: .venv/.test-installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests  # tests never touch the Hub
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q --durations=20 tests  # tests never touch the Hub
 
 test-fast: .venv/.test-installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m "not slow" tests

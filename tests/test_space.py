@@ -200,7 +200,9 @@ def test_a_space_with_oauth_names_people_by_their_hugging_face_session_and_refus
         with pytest.raises(Exception):
             Client(demo.local_url, verbose=False).predict(api_name="/list_runs")  # anonymous: refused
         alice = Client(demo.local_url, headers={"Cookie": session_cookie("alice")}, verbose=False)
-        assert [r["id"] for r in alice.predict(api_name="/list_runs")] == [alices.name]
+        listed = [r["id"] for r in alice.predict(api_name="/list_runs")]  # (earlier tests made alice runs too)
+        assert alices.name in listed and bobs.name not in listed
+        assert all(runs.read_meta(runs.runs_root() / run_id)["owner"] == "alice" for run_id in listed)
         with pytest.raises(Exception, match="No such run"):
             alice.predict(run_id=bobs.name, api_name="/training_status")
         assert "alices-oauth-run" in alice.predict(run_id=alices.name, api_name="/training_status")["run_id"]
