@@ -755,6 +755,7 @@ def standby(fd: int) -> int:
     os.close(log)
     try:
         job = json.loads(message)
+        folder.apply_environment_changes(job.get("env_changes") or {})
         os.environ.update(job.get("env") or {})
         os.environ["STUDIO_LOCK_FDS"] = f"{gpu},{run_lock}"
         os.environ["STUDIO_HANDED_AT"] = str(job.get("handed_at") or time.time())  # the wait for our imports

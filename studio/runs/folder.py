@@ -239,6 +239,28 @@ def vanished(run_dir: Path) -> dict:
     return {"error": text, "error_code": code, "error_params": params, "hint": hint, "traceback": tail}
 
 
+WORKER_ENV_PREFIXES = ("STUDIO_", "HF_", "UNSLOTH_", "CUDA_", "PYTORCH_", "TORCH", "TRANSFORMERS_", "NCCL_")
+
+
+def app_environment() -> dict[str, str]:
+    """The app's settings a worker reads."""
+    return {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
+
+
+def environment_changes(since: dict[str, str]) -> dict:
+    """What changed in the app's settings since `since` (when a standby started): the standby applies it with the
+    run, so a token or a STUDIO_ setting changed meanwhile reaches the run as it would reach a fresh worker.
+    (Only the change: what the standby's own imports set, as Unsloth sets its UNSLOTH_ flags, stays.)"""
+    now = app_environment()
+    return {"set": {k: v for k, v in now.items() if since.get(k) != v}, "unset": [k for k in since if k not in now]}
+
+
+def apply_environment_changes(changes: dict) -> None:
+    for key in changes.get("unset", []):
+        os.environ.pop(key, None)
+    os.environ.update(changes.get("set", {}))
+
+
 def pid_alive(pid) -> bool:
     try:
         os.kill(int(pid), 0)

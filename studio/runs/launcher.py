@@ -24,8 +24,8 @@ from pathlib import Path
 
 from studio import gpu
 from studio.config import REPO_ROOT, RunConfig
-from studio.runs.folder import (ACTIVE_STATES, Busy, machine_holder, pid_alive, read_json, runs_root, take_locks,
-                                worker_alive, write_json_atomic)
+from studio.runs.folder import (ACTIVE_STATES, Busy, app_environment, environment_changes, machine_holder, pid_alive,
+                                read_json, runs_root, take_locks, worker_alive, write_json_atomic)
 
 
 def worker_command(run_dir: Path, resume: bool = False) -> list[str]:
@@ -173,7 +173,7 @@ class Standby:
         self.lock = threading.Lock()
         self.running = False  # between start() and stop(): a run that ends starts the next standby
         self.pending: dict[str, subprocess.Popen] = {}  # run id -> the standby it was handed to, until "A"
-        self.spawned_under: dict[str, str] = {}  # worker_environment() when the waiting one started
+        self.spawned_under: dict[str, str] = {}  # the app's settings when the waiting one started
 
     def enabled(self) -> bool:
         return os.environ.get("STUDIO_STANDBY", "1") != "0"
@@ -204,7 +204,7 @@ class Standby:
                                          cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                          pass_fds=(child.fileno(),), start_new_session=True)
         child.close()
-        self.sock, self.is_ready, self.spawned_under = parent, False, worker_environment()
+        self.sock, self.is_ready, self.spawned_under = parent, False, app_environment()
         watch(self.proc, None)  # reaped even if it never gets a run
 
     def hand_over(self, run_dir: Path, resume: bool, env: dict, gpu: int, run: int, log: int) -> int | None:
@@ -214,18 +214,14 @@ class Standby:
         with self.lock:
             if not (self.enabled() and self.running):
                 return None
-            if self.proc is not None and self.spawned_under != worker_environment():
-                self.proc.kill()  # e.g. HF_TOKEN or a STUDIO_ setting changed since it started
-                self.sock.close()
-                self.proc = self.sock = None
             if self.proc is None or self.proc.poll() is not None:
                 self._spawn()
-            proc, sock = self.proc, self.sock
+            proc, sock, spawned_under = self.proc, self.sock, self.spawned_under
             self.proc = self.sock = None
             self.is_ready = False
         try:
             message = json.dumps({"run_dir": str(run_dir), "resume": resume, "env": env,
-                                  "handed_at": time.time()}).encode()
+                                  "env_changes": environment_changes(spawned_under), "handed_at": time.time()}).encode()
             socket.send_fds(sock, [message], [gpu, run, log])
         except OSError:
             sock.close()
@@ -296,15 +292,6 @@ class Standby:
 
 
 STANDBY = Standby()
-
-
-WORKER_ENV_PREFIXES = ("STUDIO_", "HF_", "UNSLOTH_", "CUDA_", "PYTORCH_", "TORCH", "TRANSFORMERS_", "NCCL_")
-
-
-def worker_environment() -> dict[str, str]:
-    """The part of the app's environment a worker reads (many of it at import time, which a standby has done):
-    a standby started under another one is not used."""
-    return {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES)}
 
 
 class Scheduler:
