@@ -276,7 +276,7 @@ def sign_in(browser, url, name):
 
 def test_two_people_each_see_their_own_runs_and_the_second_start_queues(shared_url, browser, artifacts):
     alice, bob = sign_in(browser, shared_url, "alice"), sign_in(browser, shared_url, "bob")
-    for page, name, steps in ((alice, "alice-run", "40"), (bob, "bob-run", "8")):
+    for page, name, steps in ((alice, "alice-run", "20"), (bob, "bob-run", "8")):
         open_tab(page, "4 · Train")
         page.get_by_label("Run name").fill(name)
         page.get_by_label("max_steps (0 = use epochs)").fill(steps)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 def test_a_short_soak_keeps_every_invariant(capsys):
     sys.path.insert(0, str(REPO / "bench"))
     import soak
-    code = soak.Soak(minutes=1.5, clients=3, seed=7).run()
+    code = soak.Soak(minutes=1.0, clients=3, seed=7).run()
     out = capsys.readouterr().out
     assert code == 0, out
     assert '"runs_started": 0' not in out, out
