@@ -137,8 +137,8 @@ def _eval_section(events, status, dataset, say, h) -> list[str]:
 
 def _answers_section(events, status, say, h) -> list[str]:
     samples = [e for e in events if e.get("event") == "samples"]
-    if not samples:
-        return []
+    if not samples:  # said, not left out: a reader looks for this section
+        return [f"{h}# {say('rep_answers_title')}", "", say("rep_no_answers"), ""]
     base = next((e for e in samples if e.get("step") == 0), None)
     best_step = status.get("best_step")
     later = [e for e in samples if e.get("step", 0) > 0]
@@ -237,6 +237,10 @@ MESSAGES = {
                           "평가용 행이 없어 평가 손실은 없습니다: 훈련 손실이 {first:.4f}(처음 5 스텝)에서 "
                           "{last:.4f}(마지막 5 스텝)로 바뀌었습니다."),
     "rep_answers_title": ("The fixed prompts: base model and adapter", "고정 프롬프트: 베이스 모델과 어댑터"),
+    "rep_no_answers": ("None yet: the fixed prompts are answered at each evaluation. Hold some rows out on the "
+                       "Dataset tab to see the base model's answers beside the adapter's.",
+                       "아직 없습니다: 고정 프롬프트는 평가 때마다 답합니다. 데이터셋 탭에서 일부 행을 떼어 두면 "
+                       "베이스 모델과 어댑터의 답을 나란히 봅니다."),
     "rep_prompt": ("prompt", "프롬프트"),
     "rep_empty": ("no text", "빈 답"),
     "rep_checks_title": ("Data checks", "데이터 검사"),
