@@ -347,8 +347,10 @@ def versus(estimate: dict, actual: float, say, lang: str = "en") -> str:
 
 
 def actual_seconds(status: dict) -> float | None:
-    """A finished run's time from its worker's start to its end (a resumed run: None, it had several starts)."""
-    if status.get("resume") or not status.get("started_at") or not status.get("ended_at"):
+    """A completed run's time from its worker's start to its end. None for a resumed run (it had several starts)
+    and for one that did not run to its end (stopped at step 13 of 40 says nothing of the estimate)."""
+    if status.get("state") != "completed" or status.get("resume") or not status.get("started_at") \
+            or not status.get("ended_at"):
         return None
     return status["ended_at"] - status["started_at"]
 

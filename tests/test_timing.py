@@ -116,3 +116,10 @@ def test_evaluations_between_log_events_are_found_when_logging_every_few_steps(o
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
     figures = timing.measure(run_dir)
     assert figures["tokens_per_s"] == 100.0 and figures["eval_s"] == 4.0
+
+
+def test_only_a_run_that_went_to_its_end_is_set_against_its_estimate():
+    done = {"state": "completed", "started_at": 100.0, "ended_at": 130.0}
+    assert timing.actual_seconds(done) == 30.0
+    assert timing.actual_seconds({**done, "state": "stopped"}) is None  # step 13 of 40 says nothing of the plan
+    assert timing.actual_seconds({**done, "resume": True}) is None
