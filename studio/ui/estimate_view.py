@@ -55,7 +55,10 @@ def wire(box: gr.Markdown, keys: list[str], form: list, token: gr.Textbox, run_f
     """Redraw on a change of the fields in TRIGGERS, and when `run_finished` (the Train tab's) changes; the page's
     load draws it first (studio/ui/__init__.py)."""
     _estimate = handler(keys)
-    quiet = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    # One queue for all of them: run side by side, an answer for older values could land after the newest one's
+    # (seen in CI); in one line the last change is answered last. An estimate takes milliseconds once cached.
+    quiet = dict(api_visibility="private", show_progress="hidden", trigger_mode="always_last",
+                 concurrency_limit=1, concurrency_id="train-estimate")
     for key, component in zip(keys, form):
         if key in TRIGGERS:
             component.change(_estimate, form + [token], box, **quiet)
