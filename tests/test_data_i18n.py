@@ -210,6 +210,10 @@ def test_the_template_tab_says_a_bad_row_in_the_browsers_language():
     with pytest.raises(gr.Error) as en:
         template_tab.render_row(*args, request=EN)
     assert en.value.message == str(data_error("unknown_role.jsonl"))
+    # what the person did not click for (a template proposed while typing a model name, the tab opening): said in
+    # the tab, not as a pop-up over the tab they are typing in
+    stats, shown = template_tab.render_in_place(KO, *args)[2:]
+    assert stats == f"⚠️ {ko.value.message}" and shown == ""
 
 
 def test_the_export_tab_says_an_unreadable_dataset_in_the_browsers_language(runs_dir):

@@ -76,7 +76,7 @@ def build_app() -> gr.Blocks:
         export_page.select(export_tab.refresh_runs, exports.run, exports.run, api_visibility="private")
         sweeps_view.wire_best(history.sweeps, tabs, chat.choice, model.name, exports.run, browser_run)  # the best
         api.register()
-        template_page.select(template_tab.render_row, template.inputs, template.outputs, api_visibility="private")
+        template_page.select(template_tab.render_in_place, template.inputs, template.outputs, api_visibility="private")
 
         # Views that stay true: the chat list when its tab opens and when a run ends; the runs table too.
         refresh_chat = dict(fn=chat_tab.refresh_both, inputs=[browser_run, model.name, chat.compare],

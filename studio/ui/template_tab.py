@@ -87,6 +87,15 @@ def render_row(model_name, template, source, path, split, max_rows, row, max_len
     return instruction_part, response_part, stats, '<pre class="rendered">' + "".join(parts) + "</pre>"
 
 
+def render_in_place(request: gr.Request, *args):
+    """render_row for what the person did not ask for by a click (a new template proposed while they type a model
+    name, the tab opening): a problem is said in the tab itself, not as a pop-up over whatever tab they are on."""
+    try:
+        return render_row(*args, request=request)
+    except gr.Error as exc:
+        return "", "", f"⚠️ {exc.message}", ""
+
+
 def _mark(escaped: str, *markers: str) -> str:
     """Frame the instruction/response markers so they stand out inside the text."""
     for m in markers:
@@ -103,8 +112,8 @@ def wire(tab: TemplateTab, model_name: gr.Textbox, dataset: dataset_tab.DatasetT
     outputs = [tab.instruction_part, tab.response_part, tab.stats, tab.rendered]
     tab.inputs, tab.outputs = inputs, outputs
     tab.render.click(render_row, inputs, outputs, api_name="render_template")
-    for trigger in (tab.template.change, tab.row.submit):
-        trigger(render_row, inputs, outputs, api_visibility="private")
+    tab.row.submit(render_row, inputs, outputs, api_visibility="private")
+    tab.template.change(render_in_place, inputs, outputs, api_visibility="private")
     # A new model proposes its family's template.
     model_name.change(lambda name: templates.default_template(name, _model_type(name)), model_name, tab.template,
                       api_visibility="private")
