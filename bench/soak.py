@@ -94,6 +94,7 @@ class Soak:
         self.accepted: dict[str, str] = {}  # run id -> client
         self.actions, self.refusals, self.violations = Counter(), Counter(), []
         self.lock, self.stop_clients, self.app_up = threading.Lock(), threading.Event(), threading.Event()
+        self.app_lock = threading.Lock()  # held while the soak itself stops and starts the app
         self.max_workers = 0
 
     # ------------------------------------------------------------ invariants
@@ -112,7 +113,20 @@ class Soak:
             self.max_workers = max(self.max_workers, len(live))
             if len(live) > 1:
                 self.violation(f"two workers at once: {live}")
+            self.app_alive()
             time.sleep(0.1)
+
+    def app_alive(self) -> None:
+        """The app ends only when the soak ends it; if it ended by itself, that is a violation, and it is started
+        again so that the queue can drain."""
+        if self.app_up.is_set() and self.app.proc is not None and self.app.proc.poll() is not None:
+            with self.app_lock:
+                if self.app.proc.poll() is None or not self.app_up.is_set():
+                    return
+                self.violation(f"the app ended by itself (exit {self.app.proc.returncode})")
+                self.app_up.clear()
+                self.url = self.app.start()
+                self.app_up.set()
 
     def folders_intact(self) -> None:
         from studio import runs
@@ -186,12 +200,13 @@ class Soak:
                     self.actions["kill_worker"] += 1
             elif what.startswith("restart"):
                 queued_before = [e["run"] for e in runs.queued()]
-                self.app_up.clear()
-                self.app.stop(hard=what == "restart_hard")
-                self.actions[what] += 1
-                time.sleep(1)
-                self.url = self.app.start()
-                self.app_up.set()
+                with self.app_lock:
+                    self.app_up.clear()
+                    self.app.stop(hard=what == "restart_hard")
+                    self.actions[what] += 1
+                    time.sleep(1)
+                    self.url = self.app.start()
+                    self.app_up.set()
                 for run_id in queued_before:  # the queue survived: queued still, or launched since
                     state = runs.view(Path(self.runs_dir) / run_id).get("state")
                     if state not in ("queued", "starting", "running", "stopping", *runs.FINAL_STATES):
@@ -220,6 +235,7 @@ class Soak:
             states = {r: runs.view(Path(self.runs_dir) / r) for r in self.accepted}
             if all(s.get("state") in runs.FINAL_STATES for s in states.values()):
                 break
+            self.app_alive()
             time.sleep(1)
         self.folders_intact()
         from studio.ui import run_view

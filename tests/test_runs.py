@@ -40,3 +40,27 @@ def test_the_first_step_on_a_gpu_says_it_compiles():
     assert "compiling the model's kernels" in run_view.phase_text(status, EN)
     assert "컴파일" in run_view.phase_text(status, KO)
     assert "compil" not in run_view.phase_text({**status, "progress": {}}, EN)
+
+
+def test_a_kill_finds_the_worker_by_its_lock_never_the_app(tmp_path):
+    """runs.kill, before a worker has written its pid, ends whoever holds the run's lock: only a worker. The app holds
+    the lock too while it hands the run over (the soak's kill once ended the app that way)."""
+    import subprocess
+    import sys
+    import time
+    from studio.runs import launcher
+    lock = tmp_path / "lock"
+    lock.touch()
+    hold = f"f = open({str(lock)!r}); import time; time.sleep(30)"
+    app = subprocess.Popen([sys.executable, "-c", hold, "app.py"])
+    worker = subprocess.Popen([sys.executable, "-c", hold, "-m", "studio.train", "--standby", "3"])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and launcher.lock_holders(lock) != [worker.pid]:
+            time.sleep(0.1)
+        assert launcher.lock_holders(lock) == [worker.pid]
+    finally:
+        app.kill()
+        worker.kill()
+        app.wait()
+        worker.wait()

@@ -143,12 +143,18 @@ def kill(run_dir: Path) -> None:
         distributed.kill_job(p)
 
 
+WORKER_COMMANDS = ("studio.train", "torchrun", "torch.distributed.run")
+
+
 def lock_holders(path: Path) -> list[int]:
-    """The other processes that have this file open: a worker that has not written its pid yet."""
+    """The workers that have this file open: one that has not written its pid yet. Only workers: the app holds
+    a run's lock too while it hands the run to the standby, and a kill from another process (a test, the soak)
+    must never end the app."""
     import psutil
     target, out = str(Path(path).resolve()), []
-    for proc in psutil.process_iter(["pid"]):
-        if proc.pid == os.getpid():
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        command = " ".join(proc.info.get("cmdline") or [])
+        if proc.pid == os.getpid() or not any(word in command for word in WORKER_COMMANDS):
             continue
         try:
             if any(f.path == target for f in proc.open_files()):
