@@ -167,11 +167,6 @@ def test_the_dataset_tab_says_each_finding_shows_its_rows_and_ticks_data_drop(tm
     shown = data_checks.show_rows("duplicate", found, "", KO)
     assert "41행 · <span class=\"note\">1행과 같음</span>" in shown and "What is 7 + 5?" in shown
     assert "알 수 없는 역할 'narrator'" in data_checks.show_rows("unreadable", found, "", KO).replace("&#x27;", "'")
-    boxes = [code in ("empty", "duplicate") for code in data_checks.EDITABLE]
-    assert data_checks.ticked(*boxes) == ["empty", "duplicate"]  # the boxes -> data.drop, in the checks' order
-    again = data_checks.tick(["duplicate", "truncated"], *boxes)  # data.drop -> the boxes that must change
-    assert {code: v for code, v in zip(data_checks.EDITABLE, again) if isinstance(v, bool)} == \
-        {"empty": False, "truncated": True}
 
 
 def test_the_script_leaves_out_the_rows_the_run_recorded_and_refuses_without_a_record(runs_dir):
