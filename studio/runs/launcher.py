@@ -307,14 +307,17 @@ class Scheduler:
         self.every_s, self.thread, self.stopped = every_s, None, threading.Event()
 
     def start(self) -> None:
-        if self.thread is None or not self.thread.is_alive():
-            self.stopped.clear()
-            self.thread = threading.Thread(target=self._loop, name="studio-scheduler", daemon=True)
-            self.thread.start()
+        if self.thread is not None and self.thread.is_alive() and not self.stopped.is_set():
+            return
+        # A fresh event for a fresh thread: one told to stop a moment ago may still be alive, and reusing it (or
+        # its event) left an app started right after another closed with no scheduler (CI: a queue never drained).
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, args=(self.stopped,), name="studio-scheduler", daemon=True)
+        self.thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, stopped: threading.Event) -> None:
         from studio.runs.queue import dispatch
-        while not self.stopped.wait(self.every_s):
+        while not stopped.wait(self.every_s):
             try:
                 dispatch()
             except Exception as exc:  # never let one bad queue entry stop the queue
