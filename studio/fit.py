@@ -37,8 +37,6 @@ Speed model (tokens/s on that H100; only the ranking and the ratio to the recipe
 from __future__ import annotations
 
 import random
-import shutil
-import subprocess
 from dataclasses import asdict, dataclass
 
 GIB = 1024 ** 3
@@ -286,14 +284,13 @@ def recipe_estimate(model_config: dict, max_length: int, free_gb: float, lengths
 
 def free_gpu_gb() -> float | None:
     """Free memory of GPU 0 in GiB, without creating a CUDA context in this process (nvidia-smi)."""
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", "0"],
-                                 capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
-            if out:
-                return float(out[0]) * 1024 ** 2 / GIB
-        except (OSError, ValueError, subprocess.SubprocessError):
-            pass
+    from studio import gpu
+    row = gpu.nvidia_smi("memory.free")
+    try:
+        if row:
+            return float(row[0]) * 1024 ** 2 / GIB
+    except ValueError:
+        pass
     try:
         import torch
         if torch.cuda.is_available():

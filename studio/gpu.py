@@ -39,14 +39,27 @@ def capacity_gb() -> float | None:
 
 
 def _query_total_gb() -> float | None:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1") or not shutil.which("nvidia-smi"):
-        return None
+    row = nvidia_smi("memory.total")
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", "0"],
-                             capture_output=True, text=True, timeout=20).stdout.strip().splitlines()
-        return float(out[0]) / 1024 if out else None
-    except (OSError, ValueError, subprocess.SubprocessError):
+        return float(row[0]) / 1024 if row else None
+    except ValueError:
         return None
+
+
+def nvidia_smi(fields: str) -> list[str] | None:
+    """`nvidia-smi --query-gpu=FIELDS` for the first GPU this process may use (CUDA_VISIBLE_DEVICES' first), its
+    values in order; None without one. The one way the web process asks about the card: never a CUDA context."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if (visible is not None and visible.strip() in ("", "-1")) or not shutil.which("nvidia-smi"):
+        return None
+    first = (visible or "0").split(",")[0].strip() or "0"
+    try:
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits", "-i", first],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return [value.strip() for value in lines[0].split(",")] if lines else None
 
 
 def leases_dir() -> Path:

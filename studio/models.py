@@ -47,18 +47,14 @@ class DeviceInfo:
 def device_info() -> DeviceInfo:
     """What this machine trains on. A GPU is asked through nvidia-smi: the web process never makes a CUDA context
     of its own (a training run may be using the card)."""
-    import shutil
-    import subprocess
-    if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES", None) not in ("", "-1"):
-        try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,memory.free,compute_cap",
-                                  "--format=csv,noheader,nounits", "-i", "0"], capture_output=True, text=True,
-                                 timeout=20).stdout.strip().splitlines()
-            if out:
-                name, total, free, cap = (x.strip() for x in out[0].split(","))
-                return DeviceInfo("cuda", name, float(total) / 1024, float(free) / 1024, float(cap) >= 8.0)
-        except (OSError, ValueError, subprocess.SubprocessError):
-            pass
+    from studio import gpu
+    row = gpu.nvidia_smi("name,memory.total,memory.free,compute_cap")
+    try:
+        if row:
+            name, total, free, cap = row
+            return DeviceInfo("cuda", name, float(total) / 1024, float(free) / 1024, float(cap) >= 8.0)
+    except ValueError:
+        pass
     import psutil
     vm = psutil.virtual_memory()
     return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", vm.total / 2**30, vm.available / 2**30, True)

@@ -206,13 +206,10 @@ def _time_section(run_dir: Path, events, status, end, say, h, lang: str) -> list
 
 
 def write(run_dir: Path, text: str, lang: str = "en") -> Path:
-    """The report as a file in the run folder, for the download (one per language: two readers at once never
-    share a half-written file)."""
+    """The report as a file in the run folder, for the download (one per language)."""
     path = Path(run_dir) / REPORT_DIR / f"report-{lang}.md"
     path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    runs.write_text_atomic(path, text)
     return path
 
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 import fcntl
 import math
 import os
-import shutil
 import statistics
-import subprocess
 import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -48,25 +46,16 @@ SAMPLE_TOKENS = 48                 # studio.train.make_sample_callback's max_new
 
 # ---------------------------------------------------------------- the key
 
+@lru_cache(maxsize=1)
 def gpu_name() -> str | None:
-    """The first visible GPU's name, without creating a CUDA context in this process (nvidia-smi)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return None  # no GPU visible to this process
-    return _gpu_name((visible or "0").split(",")[0].strip())
+    """The first visible GPU's name (asked once: the Train tab asks on every change of the form)."""
+    from studio import gpu
+    row = gpu.nvidia_smi("name")
+    return row[0] if row and row[0] else None
 
 
-@lru_cache(maxsize=4)
-def _gpu_name(index: str) -> str | None:
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i",
-                              index if index.isdigit() else "0"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
-    return lines[0].strip() if lines and lines[0].strip() else None
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def device_label() -> str:
@@ -74,8 +63,7 @@ def device_label() -> str:
     name = gpu_name()
     if name:
         return name
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return f"CPU x{cores}"
+    return f"CPU x{cpu_cores()}"
 
 
 def is_gpu(device: str) -> bool:
@@ -277,8 +265,7 @@ def guess_rate(cfg, model_config: dict | None, mean_len: float, device: str) -> 
     s = fit.shape(model_config)
     batch_tokens = t.per_device_train_batch_size * mean_len
     flops = batch_tokens * (4 * s["params"] + 6 * s["layers"] * s["q"] * mean_len / 2)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return batch_tokens / (CPU_STEP_S + flops / (CPU_FLOPS_PER_CORE * cores))
+    return batch_tokens / (CPU_STEP_S + flops / (CPU_FLOPS_PER_CORE * cpu_cores()))
 
 
 def calibration(entries: dict, device: str) -> float:

@@ -3,7 +3,6 @@ does not fit beside a live run waits, said in words, and never takes the run dow
 size is declared (STUDIO_GPU_GB, as a deployment may to keep part of a card free); the leases, locks and queue
 are the real ones."""
 import os
-import time
 
 import pytest
 from conftest import KO, stop_everything
@@ -113,22 +112,45 @@ def test_a_chat_that_does_not_fit_waits_in_view_and_answers_when_the_run_lets_go
     monkeypatch.setattr(chat, "load_model", leased_load)
     run_dir = runs.create_run(RunConfig(run_name="trains-now"))
     locks = folder.take_locks(run_dir, planned_gb=2.0)  # 2 + 1.5 > 3: the chat must wait
-    released = []
+    released = threading.Lock()  # the locks are closed once, by whoever comes first
 
     def run_ends():
-        if not released:
-            released.append(True)
+        if released.acquire(blocking=False):
             for fd in locks:
                 os.close(fd)
+    ends = threading.Timer(0.5, run_ends)
     try:
         replies = chat_tab.respond("What is 7 + 5?", [], chat_tab.BASE, 8, 0.0, "qwen-3",
                                    base_name="assets/tiny-qwen3", request=KO)
         first = next(replies)[0][-1]["content"]
         assert first.startswith("⏳") and "GPU가 훈련 중입니다" in first
-        threading.Timer(0.5, run_ends).start()
+        ends.start()  # the run ends
         last = list(replies)[-1][0][-1]["content"]
         assert not last.startswith("⏳") and last.strip()
     finally:  # a failure here must not leave the machine 'busy' for every later test
-        time.sleep(0.6)
+        ends.cancel()
         run_ends()
         chat.SERVICE.unload(chat_tab.session_of(chat_tab.auth.user_from_request(KO), KO))
+
+
+def test_every_question_about_the_card_is_one_nvidia_smi_call_for_the_first_visible_gpu(tmp_path, monkeypatch):
+    """gpu.nvidia_smi is how the web process asks (never a CUDA context): the Model tab's device line, the card's
+    size, its free memory and the estimate's GPU name all read it. A fake nvidia-smi records what it was asked."""
+    from studio import fit, models, timing
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/asked"\n'
+                    'case "$1" in *name,memory.total*) echo "NVIDIA H100 80GB HBM3, 81559, 80000, 9.0";;\n'
+                    '*memory.total*) echo 81559;; *memory.free*) echo 80000;; *name*) echo "NVIDIA H100 80GB HBM3";; esac\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
+    monkeypatch.delenv("STUDIO_GPU_GB", raising=False)
+    timing.gpu_name.cache_clear()
+    assert models.device_info() == models.DeviceInfo("cuda", "NVIDIA H100 80GB HBM3", 81559 / 1024, 80000 / 1024, True)
+    assert gpu._query_total_gb() == 81559 / 1024 and round(fit.free_gpu_gb(), 1) == 78.1
+    assert timing.device_label() == "NVIDIA H100 80GB HBM3"
+    assert all(line.split()[-2:] == ["-i", "3"] for line in (tmp_path / "asked").read_text().splitlines())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU for this process: nothing is asked
+    timing.gpu_name.cache_clear()
+    assert gpu.nvidia_smi("name") is None and timing.device_label().startswith("CPU")
+    timing.gpu_name.cache_clear()

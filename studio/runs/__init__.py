@@ -10,7 +10,7 @@ from studio.runs.folder import (ACTIVE_STATES, FINAL_STATES, LOCAL_OWNER, Busy, 
                                 delete_run, gpu_lock_path, last_checkpoint, last_log, list_runs, log_tail,
                                 machine_holder, new_run_dir, pid_alive, read_json, read_meta, read_metrics,
                                 resolve_run, run_facts, runs_root, sanitize_name, take_locks, view, worker_alive,
-                                write_json_atomic)
+                                write_json_atomic, write_text_atomic)
 from studio.runs.launcher import (SCHEDULER, STANDBY, install_exit_handlers, kill, launch, shutdown,
                                   worker_command, worker_env)
 from studio.runs.queue import cancel, dispatch, enqueue, provide_token, queue_entry, queued, request_stop
@@ -21,5 +21,5 @@ __all__ = [
     "last_checkpoint", "last_log", "launch", "list_runs", "log_tail", "machine_holder", "new_run_dir",
     "pid_alive", "provide_token", "queue_entry", "queued", "read_json", "read_meta", "read_metrics",
     "request_stop", "resolve_run", "run_facts", "runs_root", "sanitize_name", "shutdown", "take_locks", "view",
-    "worker_alive", "worker_command", "worker_env", "write_json_atomic",
+    "worker_alive", "worker_command", "worker_env", "write_json_atomic", "write_text_atomic",
 ]

@@ -74,8 +74,13 @@ def resolve_run(run_id: str) -> Path:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one (a temporary file per writer, then a rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
 

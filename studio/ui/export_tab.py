@@ -10,6 +10,7 @@ import gradio as gr
 from studio import auth, data, export, gguf_export, jobs
 from studio.ui import downloads
 from studio.ui.people import signed_in
+from studio.ui.form import keeping_choice
 from studio.ui.i18n import refusal, say_data, t
 
 
@@ -46,8 +47,7 @@ def run_choices(user=None, request=None) -> list[tuple[str, str]]:
 def refresh_runs(current: str | None = None, request: gr.Request = None) -> gr.Dropdown:
     """The run list again (a run finished since the page loaded): the run shown stays, else the newest."""
     choices = run_choices(auth.user_from_request(request), request)
-    ids = [run_id for _, run_id in choices]
-    return gr.Dropdown(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    return keeping_choice(choices, current)
 
 
 def build(I) -> ExportTab:

@@ -9,6 +9,12 @@ from studio.config import ConfigError, RunConfig
 from studio.ui.i18n import refusal, say, t
 
 
+def keeping_choice(options: list, current) -> gr.Dropdown:
+    """A list redrawn (a run finished, a sweep began): the entry shown stays chosen, else the first (the newest)."""
+    ids = [o[1] if isinstance(o, tuple) else o for o in options]
+    return gr.Dropdown(choices=options, value=current if current in ids else (ids[0] if ids else None))
+
+
 def form_config(keys: list[str], values: list, request=None) -> RunConfig:
     try:
         return RunConfig.from_flat(keys, values)

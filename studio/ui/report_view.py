@@ -8,6 +8,7 @@ import gradio as gr
 
 from studio import auth, jobs, report, runs
 from studio.ui.i18n import lang, refusal, t
+from studio.ui.form import keeping_choice
 
 
 @dataclass
@@ -30,7 +31,7 @@ def choices(current: str | None, request: gr.Request = None) -> gr.Dropdown:
     user = auth.user_from_request(request)
     ids = [r["id"] for r in (jobs.visible_runs(user) if user else []) if r["state"] in runs.FINAL_STATES
            and r["state"] != "cancelled"]
-    return gr.Dropdown(choices=ids, value=current if current in ids else (ids[0] if ids else None))
+    return keeping_choice(ids, current)
 
 
 def show(run_id: str | None, request: gr.Request = None):

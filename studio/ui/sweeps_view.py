@@ -9,6 +9,7 @@ import gradio as gr
 from studio import auth, jobs, sweep
 from studio.ui import chat_tab, export_tab
 from studio.ui.i18n import refusal, t
+from studio.ui.form import keeping_choice
 from studio.ui.plots import comparison_figure
 
 
@@ -38,8 +39,7 @@ def choices(current: str | None = None, request: gr.Request = None) -> gr.Dropdo
     user = auth.user_from_request(request)
     records = sweep.list_sweeps(user) if user else []
     options = [(t("sweep_choice", request, id=r["id"], n=len(r["runs"])), r["id"]) for r in records]
-    ids = [r["id"] for r in records]
-    return gr.Dropdown(choices=options, value=current if current in ids else (ids[0] if ids else None))
+    return keeping_choice(options, current)
 
 
 def show(sweep_id: str | None, request: gr.Request = None):
