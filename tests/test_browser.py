@@ -8,7 +8,7 @@ import os
 import shutil
 
 import pytest
-from conftest import launch_app
+from conftest import ARTIFACTS, launch_app
 
 from studio import auth
 
@@ -37,6 +37,24 @@ def app_url():
     demo = launch_app()  # a fresh worker per run here; tests/test_standby.py drives the warm one through the API
     yield demo.local_url
     demo.close()
+
+
+def wait_in_page(page, condition, timeout, arg=None):
+    """page.wait_for_function, but a timeout says what the Train tab showed and where every run stood (a CI log
+    is all there is of a failed browser test), with a screenshot in test-artifacts/."""
+    from playwright.sync_api import TimeoutError as PageTimeout
+
+    from studio import runs
+    try:
+        page.wait_for_function(condition, arg=arg, timeout=timeout)
+    except PageTimeout:
+        page.screenshot(path=ARTIFACTS / "timeout.png", full_page=True)
+        progress = page.locator("#train-progress").inner_text() if page.locator("#train-progress").count() else ""
+        newest = [runs.runs_root() / r["id"] for r in runs.list_runs()[:4]]
+        where = "\n".join(f"{d.name}: {runs.view(d)}" for d in newest)
+        queue = [e["run"] for e in runs.queued()]
+        raise AssertionError(f"waited {timeout / 1000:.0f} s for {condition}\nTrain tab: {progress!r}\nqueued: {queue}"
+                             f"\nnewest runs:\n{where}\nnewest run's log:\n{runs.log_tail(newest[0], 30) if newest else ''}")
 
 
 def open_tab(page, name):
@@ -154,9 +172,9 @@ def test_korean_ui_checks_drops_and_trains(app_url, browser, artifacts, tmp_path
     page.get_by_label("max_steps (0 = 에포크 사용)").fill("8")  # 8 x 8 rows: every one of the 49
     page.locator("#start-btn").click()
     # this run's end, not an earlier test's run that the tab showed on load (it re-attaches to the latest run)
-    page.wait_for_function("() => { const t = document.querySelector('#train-progress').innerText;"
-                           " return t.includes('checks-ko') && t.includes('완료') && t.includes('스텝 8 / 8'); }",
-                           timeout=300_000)
+    wait_in_page(page, "() => { const t = document.querySelector('#train-progress').innerText;"
+                       " return t.includes('checks-ko') && t.includes('완료') && t.includes('스텝 8 / 8'); }",
+                 timeout=300_000)
     page.locator("#train-summary").get_by_text("1 스텝까지 걸린 시간").wait_for(timeout=30_000)  # may come a poll later
     summary = page.locator("#train-summary").inner_text()
     assert "데이터 검사로 49행 중 7행을 뺐습니다: 읽을 수 없는 행 1, 빈 대화 2, 한쪽뿐인 대화 2, 완전 중복 1, " \
