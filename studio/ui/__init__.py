@@ -85,6 +85,10 @@ def build_app() -> gr.Blocks:
         train.finished.change(**refresh_chat).then(runs_tab.table_and_choices, None,
                                                    [history.table, history.selected, history.timer],
                                                    api_visibility="private")
+        # A Start (or a sweep's) gives this browser a new run: the Runs tab lists it and follows it from then on,
+        # also when the tab was opened while the Start was still being checked (its timer had found nothing live).
+        browser_run.change(runs_tab.table_and_choices, None, [history.table, history.selected, history.timer],
+                           api_visibility="private", show_progress="hidden")
 
         # "Open run": the Train tab shows that run (its curve, summary, error) and Stop/Resume act on it.
         polled = [train.state, train.progress, train.plot, train.summary, train.samples, train.error, train.timer,
