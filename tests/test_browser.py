@@ -280,7 +280,10 @@ def test_sweep_shares_its_preparation_is_ranked_and_its_best_goes_to_chat_with_a
 
     page.locator("#report-run input").click()
     page.get_by_role("option", name=best).click()
-    page.locator("#report-page").get_by_text("Eval loss: base model vs adapter").wait_for(timeout=60_000)
+    # this run's report, not the one the page showed before the pick (every report has the same headings)
+    wait_in_page(page, "(best) => { const t = document.querySelector('#report-page').innerText;"
+                       " return t.includes(best) && t.includes('Eval loss: base model vs adapter'); }",
+                 timeout=60_000, arg=best)
     text = page.locator("#report-page").inner_text()
     assert "base model" in text and "adapter" in text and "Data checks" in text and "Time and memory" in text
     assert "estimated" in text and "learning_rate" in text  # estimate vs actual; a setting unlike the chapter's
