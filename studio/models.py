@@ -8,7 +8,6 @@ the training worker.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +55,10 @@ def device_info() -> DeviceInfo:
     except ValueError:
         pass
     import psutil
+
+    from studio.timing import cpu_cores  # the cores this process may use, as the estimate counts them
     vm = psutil.virtual_memory()
-    return DeviceInfo("cpu", f"CPU ({os.cpu_count()} cores)", vm.total / 2**30, vm.available / 2**30, True)
+    return DeviceInfo("cpu", f"CPU ({cpu_cores()} cores)", vm.total / 2**30, vm.available / 2**30, True)
 
 
 def is_local(name: str) -> bool:

@@ -176,7 +176,8 @@ def _no_pool():
 def default_processes(n_rows: int) -> int:
     """One per core (the parent mostly waits for them), at most 16; one for small jobs.
     bench/cpu_prepare.py: on 2 cores, 2 processes prepare 20,000 rows 1.41x faster than one."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from studio.timing import cpu_cores
+    cores = cpu_cores()
     if n_rows < PARALLEL_MIN_ROWS or cores < 2:
         return 1
     return min(cores, 16, -(-n_rows // CHUNK_ROWS))

@@ -55,6 +55,8 @@ def gpu_name() -> str | None:
 
 
 def cpu_cores() -> int:
+    """The cores this process may use (a container's share, not the host's): the estimate, the Model tab's device
+    line and prepare's process count all count these."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
